@@ -1,0 +1,38 @@
+"""Locations and switches that come from the environment (one place, so docs and code agree).
+
+| variable | meaning |
+| --- | --- |
+| ``LAFITEBENCH_CACHE`` | cache root (default ``~/.cache/lafitebench``): downloaded weights, reference statistics |
+| ``LAFITEBENCH_WEIGHTS`` | a folder searched for weights files by file name before the cache |
+| ``LAFITEBENCH_OFFLINE`` | ``1`` forbids downloads: a missing file is an error that says where to put it |
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_CACHE = "LAFITEBENCH_CACHE"
+ENV_WEIGHTS = "LAFITEBENCH_WEIGHTS"
+ENV_OFFLINE = "LAFITEBENCH_OFFLINE"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """Root of the user cache (weights, reference statistics)."""
+    env = os.environ.get(ENV_CACHE)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "lafitebench"
+
+
+def weights_dir() -> Path | None:
+    """The folder named by ``LAFITEBENCH_WEIGHTS``, if set."""
+    env = os.environ.get(ENV_WEIGHTS)
+    return Path(env).expanduser() if env else None
+
+
+def offline() -> bool:
+    """True when downloads are forbidden by ``LAFITEBENCH_OFFLINE``."""
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in {"1", "true", "yes", "on"}
