@@ -1,0 +1,139 @@
+"""Result tables: save as CSV / JSON (with provenance) / Markdown, render with Rich, and put beside the paper.
+
+A result table has one row per metric with the columns ``metric_id`` (the protocol spelled out,
+e.g. ``fid_blur2_lafite``), ``metric`` (the short name the paper uses, e.g. ``FID-2``),
+``value``, ``std``, ``n``, ``higher_is_better`` and ``notes``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich.table import Table
+
+from .errors import InputError
+from .settings import REPO_ROOT
+from .utils import atomic_write, write_json_atomic
+
+ENV_REPORTS = "LAFITEBENCH_REPORTS"
+PAPER_TABLES = ("lang_free", "zero_shot", "supervised", "supervised_other")
+
+
+def reports_dir() -> Path:
+    """The ``reports/`` folder holding the paper's tables (``$LAFITEBENCH_REPORTS`` overrides)."""
+    env = os.environ.get(ENV_REPORTS)
+    return Path(env).expanduser() if env else REPO_ROOT / "reports"
+
+
+def paper_table(table: str | None = None) -> pd.DataFrame:
+    """The paper's numbers as a long table (one row per model × metric).
+
+    ``table`` selects one of ``lang_free``, ``zero_shot``, ``supervised``, ``supervised_other``;
+    rows with ``verified == "no"`` are commonly cited numbers not checked against the paper.
+    """
+    path = reports_dir() / "paper_tables.csv"
+    if not path.is_file():
+        raise InputError(f"paper tables not found at {path}; set {ENV_REPORTS} to the repository's reports/ folder")
+    df = pd.read_csv(path)
+    if table is not None:
+        if table not in PAPER_TABLES:
+            raise InputError(f"unknown paper table {table!r}; choose one of {', '.join(PAPER_TABLES)}")
+        df = df[df["table"] == table].reset_index(drop=True)
+    return df
+
+
+def paper_wide(table: str) -> pd.DataFrame:
+    """One of the paper's tables in its printed shape: models as rows, metrics as columns."""
+    df = paper_table(table)
+    order = list(dict.fromkeys(df["metric"]))
+    wide = df.pivot(index="model", columns="metric", values="value")[order]
+    return wide.loc[list(dict.fromkeys(df["model"]))]
+
+
+def beside_paper(results: pd.DataFrame, table: str, label: str = "this run") -> pd.DataFrame:
+    """Append a row with ``results`` (a result table) to the paper's ``table`` for the metrics it shares."""
+    wide = paper_wide(table)
+    ours = {m: v for m, v in zip(results["metric"], results["value"]) if m in wide.columns}
+    if not ours:
+        raise InputError(
+            f"the results share no metric with paper table {table!r} "
+            f"(results have {sorted(set(results['metric']))}; the table has {list(wide.columns)})"
+        )
+    row = pd.DataFrame([ours], index=[label]).reindex(columns=wide.columns)
+    return pd.concat([wide, row])
+
+
+def to_markdown(df: pd.DataFrame, index: bool = False, floatfmt: str = ".4g") -> str:
+    """A GitHub Markdown table (no extra dependency: pandas' to_markdown needs ``tabulate``)."""
+    frame = df.reset_index() if index else df
+    cols = [str(c) for c in frame.columns]
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if pd.isna(v) else format(v, floatfmt)
+        return "" if v is None else str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def rich_table(df: pd.DataFrame, title: str | None = None, index: bool = False) -> Table:
+    """Render a DataFrame as a Rich table (floats to 4 significant digits)."""
+    frame = df.reset_index() if index else df
+    t = Table(title=title)
+    for c in frame.columns:
+        t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(frame[c]) else "left")
+    for row in frame.itertuples(index=False):
+        t.add_row(*[("" if pd.isna(v) else f"{v:.4g}") if isinstance(v, float) else str(v) for v in row])
+    return t
+
+
+def save_result(out_dir: str | os.PathLike, table: pd.DataFrame, provenance: dict[str, Any],
+                extra_tables: dict[str, pd.DataFrame] | None = None, stem: str = "results") -> dict[str, Path]:
+    """Write ``stem.csv``, ``stem.json`` (table + provenance) and ``stem.md`` into ``out_dir``, atomically.
+
+    ``extra_tables`` (e.g. ``{"soa_per_class": df}``) are written as ``stem.<name>.csv`` and
+    included in the JSON and Markdown. Returns the written paths by kind.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    extra_tables = {k: v for k, v in (extra_tables or {}).items() if v is not None}
+    paths = {"csv": out / f"{stem}.csv", "json": out / f"{stem}.json", "md": out / f"{stem}.md"}
+    with atomic_write(paths["csv"], "w") as f:
+        table.to_csv(f, index=False)
+    for name, df in extra_tables.items():
+        p = out / f"{stem}.{name}.csv"
+        with atomic_write(p, "w") as f:
+            df.to_csv(f, index=False)
+        paths[f"csv:{name}"] = p
+    payload = {
+        "results": json.loads(table.to_json(orient="records")),
+        **{name: json.loads(df.to_json(orient="records")) for name, df in extra_tables.items()},
+        "provenance": provenance,
+    }
+    write_json_atomic(paths["json"], payload)
+    md = ["# lafitebench results", "", to_markdown(table)]
+    for name, df in extra_tables.items():
+        md += [f"## {name}", "", to_markdown(df)]
+    md += ["## Provenance", "", "```json", json.dumps(provenance, indent=2, default=str), "```", ""]
+    with atomic_write(paths["md"], "w") as f:
+        f.write("\n".join(md))
+    return paths
+
+
+def load_result(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a ``results.json`` written by :func:`save_result` (or the folder holding it)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "results.json"
+    if not p.is_file():
+        raise InputError(f"no result file at {p}; pass a results.json written by `lafitebench eval`")
+    try:
+        payload = json.loads(p.read_text())
+        return pd.DataFrame(payload["results"]), payload.get("provenance", {})
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise InputError(f"{p} is not a lafitebench result file ({e})") from e
