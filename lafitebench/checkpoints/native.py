@@ -1,0 +1,476 @@
+"""The native lafitebench checkpoint: one ``.safetensors`` file with a JSON config in its header.
+
+Layout of a native file:
+
+- tensors: the state dict of every stored network, keys prefixed by the network name
+  (``G_ema.``, and ``G.``, ``D.``, ``P.`` when present; ``P`` is the Lafite-NN perturbation
+  network). Loading reads raw tensors only: nothing is unpickled and no code from the file runs.
+- metadata ``lafitebench_config``: a JSON document::
+
+      {
+        "format": "lafitebench-native", "format_version": 1,
+        "variant": "g" | "nn" | "supervised" | "zero-shot" | "unknown",
+        "resolution": 256,
+        "clip": {"name": "ViT-B/32", "open_clip_model": "ViT-B-32",
+                 "open_clip_pretrained": "openai", "f_dim": 512},
+        "networks": {"G_ema": {"class": "Generator", "init_kwargs": {...}}, ...},
+        "provenance": {"converter": "...", "source_file": "...", "source_sha256": "...",
+                       "training_set_kwargs": {...}, "model_id": "..."}
+      }
+
+  ``init_kwargs`` are the constructor arguments of our module classes, complete (defaults of
+  the constructor are written out), so a file rebuilds the same architecture even if a default
+  changes later. ``clip.name`` may be ``"unknown (...)"`` when the source did not record it.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+from lafitebench.errors import CheckpointError, InputError
+from lafitebench.registry import Registry
+
+FORMAT_NAME = "lafitebench-native"
+FORMAT_VERSION = 1
+METADATA_KEY = "lafitebench_config"
+CONVERTER_VERSION = "lafitebench-native-converter/1"
+
+#: Network names a native file may hold, in the order they are written.
+NETWORK_NAMES = ("G_ema", "G", "D", "P")
+
+#: LAFITE variants (reference section 8; "unknown" only for files converted without one).
+VARIANTS = {
+    "g": "language-free, Gaussian pseudo-text features (Lafite-G)",
+    "nn": "language-free, pseudo-text from a trained perturbation network (Lafite-NN)",
+    "supervised": "trained on ground-truth image-text pairs",
+    "zero-shot": "pre-trained on Google CC3M, evaluated zero-shot on another set",
+}
+UNKNOWN_VARIANT = "unknown"
+UNKNOWN_CLIP = "unknown (official snapshots do not record it)"
+
+#: Classes a native file may name, as lazy references (the networks live in lafitebench.models).
+NETWORK_CLASSES: Registry[type] = Registry("network class")
+NETWORK_CLASSES.register("Generator", "lafitebench.models.generator:Generator")
+NETWORK_CLASSES.register("Discriminator", "lafitebench.models.discriminator:Discriminator")
+NETWORK_CLASSES.register("PerturbationNetwork", "lafitebench.models.pseudo_text:PerturbationNetwork")
+
+#: CLIP backbones LAFITE conditions on: the name the paper/OpenAI use and the open_clip spelling.
+CLIP_BACKBONES: Registry[dict] = Registry("CLIP backbone")
+CLIP_BACKBONES.register(
+    "ViT-B/32",
+    {"name": "ViT-B/32", "open_clip_model": "ViT-B-32", "open_clip_pretrained": "openai", "f_dim": 512},
+    aliases=("ViT-B-32", "vitb32"),
+)
+CLIP_BACKBONES.register(
+    "ViT-B/16",
+    {"name": "ViT-B/16", "open_clip_model": "ViT-B-16", "open_clip_pretrained": "openai", "f_dim": 512},
+    aliases=("ViT-B-16", "vitb16"),
+)
+
+
+def clip_config(backbone: str | None) -> dict:
+    """The ``clip`` config block for a backbone name (``"ViT-B/32"``, ``"ViT-B-16"``, ...).
+
+    ``None`` gives the explicit unknown marker. Raises InputError for a name that is not a
+    CLIP backbone LAFITE was released with (the message lists the known ones).
+    """
+    if backbone is None:
+        return {"name": UNKNOWN_CLIP, "open_clip_model": None, "open_clip_pretrained": None, "f_dim": None}
+    try:
+        return dict(CLIP_BACKBONES.get(backbone))
+    except KeyError as e:
+        raise InputError(f"clip_backbone: {e}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# config validation
+
+def _get_path(config: Mapping, dotted: str) -> Any:
+    cur: Any = config
+    for part in dotted.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            raise KeyError(dotted)
+        cur = cur[part]
+    return cur
+
+
+_REQUIRED_FIELDS = (
+    "format", "format_version", "variant", "resolution", "clip.name", "networks", "networks.G_ema",
+    "provenance", "provenance.converter",
+)
+_REQUIRED_GENERATOR_KWARGS = ("z_dim", "w_dim", "img_resolution", "img_channels")
+
+
+def validate_config(config: Mapping, *, where: str = "config") -> None:
+    """Check a native config; raise CheckpointError naming ``where`` and the first bad field."""
+    if not isinstance(config, Mapping):
+        raise CheckpointError(f"{where}: the lafitebench config is not a JSON object")
+    for field in _REQUIRED_FIELDS:
+        try:
+            _get_path(config, field)
+        except KeyError:
+            raise CheckpointError(f"{where}: missing config field {field!r}") from None
+    if config["format"] != FORMAT_NAME:
+        raise CheckpointError(f"{where}: config field 'format' is {config['format']!r}, expected {FORMAT_NAME!r}")
+    if config["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{where}: native format version {config['format_version']!r} is not supported "
+            f"(this lafitebench reads version {FORMAT_VERSION}); upgrade lafitebench or re-convert the source file"
+        )
+    if config["variant"] not in (*VARIANTS, UNKNOWN_VARIANT):
+        raise CheckpointError(
+            f"{where}: config field 'variant' is {config['variant']!r}; expected one of {[*VARIANTS, UNKNOWN_VARIANT]}"
+        )
+    networks = config["networks"]
+    if not isinstance(networks, Mapping):
+        raise CheckpointError(f"{where}: config field 'networks' must be an object")
+    for name, spec in networks.items():
+        if name not in NETWORK_NAMES:
+            raise CheckpointError(f"{where}: unknown network 'networks.{name}' (allowed: {list(NETWORK_NAMES)})")
+        for sub in ("class", "init_kwargs"):
+            if not isinstance(spec, Mapping) or sub not in spec:
+                raise CheckpointError(f"{where}: missing config field 'networks.{name}.{sub}'")
+        if spec["class"] not in NETWORK_CLASSES:
+            raise CheckpointError(
+                f"{where}: 'networks.{name}.class' is {spec['class']!r}; known: {NETWORK_CLASSES.names()}"
+            )
+    for key in _REQUIRED_GENERATOR_KWARGS:
+        if key not in networks["G_ema"]["init_kwargs"]:
+            raise CheckpointError(f"{where}: missing config field 'networks.G_ema.init_kwargs.{key}'")
+    res = networks["G_ema"]["init_kwargs"]["img_resolution"]
+    if config["resolution"] != res:
+        raise CheckpointError(
+            f"{where}: config field 'resolution' ({config['resolution']}) disagrees with "
+            f"'networks.G_ema.init_kwargs.img_resolution' ({res})"
+        )
+
+
+def _class_for(name: str, where: str) -> type:
+    try:
+        return NETWORK_CLASSES.get(name)
+    except (ImportError, AttributeError) as e:
+        raise CheckpointError(f"{where}: network class {name!r} cannot be imported ({e})") from e
+
+
+#: Nested constructor dicts completed with the sub-network's defaults: class name →
+#: {kwarg: ("module:Class", arguments the parent passes itself, left out)}.
+_NESTED_KWARGS: dict[str, dict[str, tuple[str, frozenset[str]]]] = {
+    "Generator": {
+        "mapping_kwargs": ("lafitebench.models.generator:MappingNetwork", frozenset({"z_dim", "w_dim", "num_ws"})),
+        "synthesis_kwargs": ("lafitebench.models.generator:SynthesisNetwork",
+                             frozenset({"w_dim", "img_resolution", "img_channels", "f_dim"})),
+    },
+}
+
+
+def _defaults(cls: type, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    sig = inspect.signature(cls.__init__)
+    return {n: p.default for n, p in sig.parameters.items()
+            if n != "self" and n not in exclude and p.default is not inspect.Parameter.empty
+            and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+def complete_init_kwargs(cls: type, init_kwargs: Mapping[str, Any]) -> dict:
+    """``init_kwargs`` plus the constructor's defaults for every argument not given.
+
+    For the nested dicts listed in ``_NESTED_KWARGS`` (e.g. the generator's
+    ``synthesis_kwargs``) the sub-network's defaults are written out too. Raises InputError
+    for an argument the constructor does not accept (so a config never records something the
+    class would ignore).
+    """
+    out = _complete_top(cls, init_kwargs)
+    for key, (ref, exclude) in _NESTED_KWARGS.get(cls.__name__, {}).items():
+        module, attr = ref.split(":")
+        sub_cls = getattr(importlib.import_module(module), attr)
+        sub = dict(out.get(key) or {})
+        for n, v in _defaults(sub_cls, exclude).items():
+            sub.setdefault(n, copy.deepcopy(v))
+        out[key] = sub
+    return _jsonable(out)
+
+
+def _complete_top(cls: type, init_kwargs: Mapping[str, Any]) -> dict:
+    sig = inspect.signature(cls.__init__)
+    params = {n: p for n, p in sig.parameters.items() if n != "self"}
+    accepts_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    out = {}
+    for n, p in params.items():
+        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        if n in init_kwargs:
+            out[n] = copy.deepcopy(init_kwargs[n])
+        elif p.default is not inspect.Parameter.empty:
+            out[n] = copy.deepcopy(p.default)
+    extra = [k for k in init_kwargs if k not in out]
+    if extra and not accepts_var_kw:
+        raise InputError(f"{cls.__name__} does not accept init_kwargs {extra}")
+    for k in extra:
+        out[k] = copy.deepcopy(init_kwargs[k])
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain JSON types (tuples → lists, numpy scalars → Python numbers); anything else is an error."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
+        return _jsonable(obj.item())
+    raise InputError(f"config value {obj!r} of type {type(obj).__name__} cannot be stored as JSON")
+
+
+# ----------------------------------------------------------------------------------------------
+# save
+
+def save_native(path: str | os.PathLike, networks: Mapping[str, nn.Module], config: Mapping[str, Any]) -> Path:
+    """Write ``networks`` and ``config`` as one native ``.safetensors`` file, atomically.
+
+    ``networks`` maps names from NETWORK_NAMES (``G_ema`` required) to modules.
+    ``config`` follows the module docstring; ``format``/``format_version`` are filled in, each
+    network's ``class`` defaults to the module's class name, and ``init_kwargs`` (required for
+    every network, in ``config["networks"][name]["init_kwargs"]`` or as a module attribute
+    ``init_kwargs``) is completed with the constructor defaults. Before writing, every network
+    is rebuilt from its config and its state-dict keys and shapes compared with the module's,
+    so a file that would not load is never written.
+
+    Raises InputError (bad network names, missing init_kwargs, non-JSON config values) and
+    CheckpointError (config invalid; the rebuilt module does not match: names the key).
+    """
+    path = Path(path)
+    if "G_ema" not in networks:
+        raise InputError("save_native: networks must include 'G_ema'")
+    unknown = [n for n in networks if n not in NETWORK_NAMES]
+    if unknown:
+        raise InputError(f"save_native: unknown network names {unknown}; allowed: {list(NETWORK_NAMES)}")
+
+    cfg = _jsonable(dict(config))
+    cfg["format"] = FORMAT_NAME
+    cfg["format_version"] = FORMAT_VERSION
+    cfg.setdefault("provenance", {}).setdefault("converter", CONVERTER_VERSION)
+    net_cfg = cfg.setdefault("networks", {})
+    extra_cfg = [n for n in net_cfg if n not in networks]
+    if extra_cfg:
+        raise InputError(f"save_native: config describes networks {extra_cfg} that were not given")
+
+    tensors: dict[str, torch.Tensor] = {}
+    for name in NETWORK_NAMES:
+        if name not in networks:
+            continue
+        module = networks[name]
+        spec = dict(net_cfg.get(name, {}))
+        spec.setdefault("class", type(module).__name__)
+        kwargs = spec.get("init_kwargs", getattr(module, "init_kwargs", None))
+        if kwargs is None:
+            raise InputError(
+                f"save_native: no init_kwargs for network {name!r}: give config['networks'][{name!r}]"
+                "['init_kwargs'] (the constructor arguments that rebuild it)"
+            )
+        cls = _class_for(spec["class"], f"save_native({path})")
+        if not isinstance(module, cls):
+            raise InputError(
+                f"save_native: network {name!r} is a {type(module).__name__}, config names class {spec['class']!r}"
+            )
+        spec["init_kwargs"] = complete_init_kwargs(cls, kwargs)
+        net_cfg[name] = spec
+        for key, t in module.state_dict().items():
+            tensors[f"{name}.{key}"] = t.detach().to("cpu").contiguous().clone()
+    validate_config(cfg, where=f"save_native({path})")
+
+    for name in networks:
+        rebuilt = _build(cfg, name, where=f"save_native({path})")
+        _check_state_dict(rebuilt, {k: v for k, v in networks[name].state_dict().items()}, name, f"save_native({path})")
+        del rebuilt
+
+    metadata = {METADATA_KEY: json.dumps(cfg, sort_keys=True)}
+    _atomic_save_file(tensors, path, metadata)
+    return path
+
+
+def _atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """safetensors ``save_file`` into a temporary file beside ``path``, fsync, then ``os.replace``.
+
+    (utils.atomic_write hands out a file object; safetensors writes by file name, and going
+    through bytes in memory would double the peak memory of a 256² checkpoint.)
+    """
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------
+# load
+
+def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
+    """Parse a native file's safetensors header without reading tensors.
+
+    Returns ``(tensor_index, config)`` where ``tensor_index`` maps key → ``{"dtype", "shape",
+    "data_offsets"}``. Raises CheckpointError naming the file when it is missing, truncated
+    (with expected vs actual size), not safetensors, or has no valid lafitebench config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"native checkpoint {path} does not exist")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: truncated native checkpoint ({size} bytes; not even a safetensors header)")
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            raise CheckpointError(
+                f"{path}: truncated or not a safetensors file (header claims {n} bytes, file has {size - 8} after "
+                "the length field); re-download or re-convert it"
+            )
+        raw = f.read(n)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not a safetensors file (header is not JSON: {e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a safetensors file (header is not a JSON object)")
+    meta = header.pop("__metadata__", None) or {}
+    data_end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+    expected = 8 + n + data_end
+    if size < expected:
+        raise CheckpointError(
+            f"{path}: truncated native checkpoint: expected {expected} bytes, file has {size}; "
+            "re-download or re-convert it"
+        )
+    if size > expected:
+        raise CheckpointError(f"{path}: {size - expected} unexpected bytes after the tensor data (corrupt file)")
+    if METADATA_KEY not in meta:
+        raise CheckpointError(
+            f"{path}: a safetensors file without a lafitebench config (metadata key {METADATA_KEY!r}); "
+            "it is not a native lafitebench checkpoint (convert official snapshots with `lafitebench zoo convert`)"
+        )
+    try:
+        config = json.loads(meta[METADATA_KEY])
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: metadata {METADATA_KEY!r} is not valid JSON ({e})") from None
+    validate_config(config, where=str(path))
+    return header, config
+
+
+def read_config(path: str | os.PathLike) -> dict:
+    """The validated config of a native file (no tensors are read). Errors as :func:`read_header`."""
+    return read_header(path)[1]
+
+
+def is_native(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a file that starts like a safetensors file carrying a lafitebench config."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return False
+            n = int.from_bytes(head, "little")
+            if n <= 1 or n > path.stat().st_size - 8:
+                return False
+            raw = f.read(n)
+        return raw[:1] == b"{" and METADATA_KEY.encode() in raw
+    except OSError:
+        return False
+
+
+def _build(config: Mapping, name: str, where: str) -> nn.Module:
+    spec = config["networks"][name]
+    cls = _class_for(spec["class"], where)
+    kwargs = dict(spec["init_kwargs"])
+    try:
+        sig = inspect.signature(cls.__init__)
+        sig.bind(None, **kwargs)
+    except TypeError as e:
+        missing = [p.name for p in sig.parameters.values()
+                   if p.name != "self" and p.default is inspect.Parameter.empty
+                   and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name not in kwargs]
+        if missing:
+            raise CheckpointError(f"{where}: missing config field 'networks.{name}.init_kwargs.{missing[0]}'") from None
+        raise CheckpointError(f"{where}: networks.{name}.init_kwargs do not fit {spec['class']}: {e}") from None
+    try:
+        return cls(**kwargs)
+    except Exception as e:  # a constructor rejecting a value: report which network and why
+        raise CheckpointError(f"{where}: cannot build networks.{name} ({spec['class']}) from its init_kwargs: {e}") from e
+
+
+def _check_state_dict(module: nn.Module, tensors: Mapping[str, Any], name: str, where: str) -> None:
+    """Compare keys and shapes; ``tensors`` values need ``.shape`` (tensors or header entries)."""
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in tensors]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{where}: missing key {name}.{missing[0]!s}{more}")
+    unexpected = [k for k in tensors if k not in expected]
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise CheckpointError(f"{where}: unexpected key {name}.{unexpected[0]}{more} (the config's architecture has no such tensor)")
+    for k, t in expected.items():
+        got = tuple(tensors[k].shape) if hasattr(tensors[k], "shape") else tuple(tensors[k]["shape"])
+        if got != tuple(t.shape):
+            raise CheckpointError(
+                f"{where}: shape mismatch for {name}.{k}: file has {list(got)}, the architecture expects {list(t.shape)}"
+            )
+
+
+def load_native(
+    path: str | os.PathLike, device: str | torch.device = "cpu", *, networks: Iterable[str] | None = None
+) -> tuple[dict[str, nn.Module], dict]:
+    """Load a native checkpoint: ``(networks, config)``; modules in eval mode on ``device``.
+
+    ``networks`` restricts which stored networks are built (e.g. ``["G_ema"]`` for generation
+    only); default: all stored. Nothing is unpickled (safetensors only).
+
+    Raises CheckpointError naming the file and: truncation (expected vs actual size), a missing
+    config field, a missing or unexpected tensor key, a shape mismatch (key and both shapes),
+    or a requested network the file does not hold.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    header, config = read_header(path)
+    stored = [n for n in NETWORK_NAMES if n in config["networks"]]
+    wanted = stored if networks is None else list(networks)
+    absent = [n for n in wanted if n not in stored]
+    if absent:
+        raise CheckpointError(f"{path}: network(s) {absent} not stored in this checkpoint (it holds {stored})")
+    prefixes = tuple(f"{n}." for n in config["networks"])
+    stray = [k for k in header if not k.startswith(prefixes)]
+    if stray:
+        raise CheckpointError(f"{path}: tensor {stray[0]!r} belongs to no network described in the config")
+
+    out: dict[str, nn.Module] = {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for name in wanted:
+                module = _build(config, name, where=str(path))
+                pre = f"{name}."
+                index = {k[len(pre):]: v for k, v in header.items() if k.startswith(pre)}
+                _check_state_dict(module, index, name, str(path))
+                state = {k: f.get_tensor(pre + k) for k in index}
+                module.load_state_dict(state, strict=True)
+                out[name] = module.eval().to(device)
+    except SafetensorError as e:
+        raise CheckpointError(f"{path}: corrupt safetensors data ({e}); re-download or re-convert it") from e
+    return out, config
