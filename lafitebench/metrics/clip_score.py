@@ -1,0 +1,166 @@
+"""CLIP score: ``100 · max(cos(E_img, E_txt), 0)`` per image-caption pair, averaged.
+
+The clamp is applied to each pair (the usual definition, e.g. Hessel et al.'s CLIPScore with
+w = 100); torchmetrics' ``CLIPScore`` instead clamps the mean, which differs whenever some
+pair has a negative cosine. Captions longer than CLIP's 77 tokens are truncated (counted).
+LAFITE is trained with a CLIP ViT-B/32 loss, so scoring it with ViT-B/32 flatters it: the
+scorer backbone is part of the metric's id and another one can be chosen.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from lafitebench.errors import InputError
+from lafitebench.metrics.base import Batch
+from lafitebench.metrics.clip_models import encode_images_uint8, encode_text, load_clip, resolve_clip_weights
+
+CLIP_SCORE_NOTES = (
+    "100*max(cos,0) per image-caption pair, then the mean (torchmetrics CLIPScore clamps the mean "
+    "instead of each pair); std is the population std (ddof=0) of the per-pair scores; captions over "
+    "77 tokens truncated (n_truncated); images preprocessed as tensors (antialiased bicubic resize of "
+    "the shortest side, centre crop; matches open_clip's PIL path up to 1-2 uint8 levels on <0.5% of "
+    "values). LAFITE is trained with a CLIP ViT-B/32 loss: a ViT-B/32 scorer is biased in its favour."
+)
+
+
+def clip_score_from_features(img_feats: torch.Tensor, txt_feats: torch.Tensor) -> torch.Tensor:
+    """Per-pair CLIP scores ``100 * max(cos(img_i, txt_i), 0)`` in float64.
+
+    Features need not be normalised (they are, here); shapes [N, D] and [N, D].
+
+    Raises:
+        InputError: shapes differ.
+    """
+    if img_feats.shape != txt_feats.shape or img_feats.ndim != 2:
+        raise InputError(
+            f"CLIP score needs one caption per image: image features {tuple(img_feats.shape)} vs "
+            f"text features {tuple(txt_feats.shape)}"
+        )
+    a = torch.nn.functional.normalize(img_feats.double(), dim=-1)
+    b = torch.nn.functional.normalize(txt_feats.double(), dim=-1)
+    return 100.0 * (a * b).sum(dim=-1).clamp(min=0.0)
+
+
+def clip_metric_id(model: str, pretrained: str | None, weights_sha256: str | None = None) -> str:
+    """``clip_score_<model>_<tag>`` (or ``..._file-<sha8>`` for an untagged weights file)."""
+    tag = pretrained or (f"file-{weights_sha256[:8]}" if weights_sha256 else "random")
+    return f"clip_score_{model}_{tag}"
+
+
+def _missing_captions(captions: Sequence[str | None], n: int) -> list[int]:
+    if len(captions) != n:
+        return list(range(n))
+    return [i for i, c in enumerate(captions) if not isinstance(c, str) or not c.strip()]
+
+
+_CAPTION_HELP = (
+    "give the samples' captions: a manifest with a 'caption' column, or a captions file "
+    "(captions_file= / the --captions option), one caption per image"
+)
+
+
+class ClipScoreAccumulator:
+    """Streams (image, caption) batches through a CLIP model; ``compute()`` gives the mean score.
+
+    Built from an ``EvalConfig`` (fields ``clip_model``, ``clip_pretrained``, ``clip_weights``,
+    ``device``, ``batch_size``, ``resolution``); the CLIP model is loaded on the first batch.
+    """
+
+    name = "clip_score"
+    higher_is_better = True
+
+    def __init__(self, config: Any, *, allow_random: bool = False) -> None:
+        self.config = config
+        self._allow_random = allow_random
+        self._model = self._tokenizer = None
+        self.info: dict[str, Any] | None = None
+        self._scores: list[torch.Tensor] = []
+        self._files: list[str] = []
+        self.n_truncated = 0
+
+    @classmethod
+    def check(cls, config: Any, samples: Any) -> None:
+        """Cheap checks before expensive work: every sample has a caption, the CLIP weights resolve.
+
+        Raises:
+            InputError: samples without captions (names them and how to provide captions), or an
+                unknown CLIP model name.
+            WeightsError: the CLIP weights cannot be found (offline) or have the wrong hash.
+        """
+        items = list(getattr(samples, "items", []))
+        missing = [it for it in items if not isinstance(getattr(it, "caption", None), str) or not it.caption.strip()]
+        if missing:
+            shown = ", ".join(str(it.path) for it in missing[:3])
+            raise InputError(
+                f"CLIP score: {len(missing)} of {len(items)} images in {getattr(samples, 'name', 'samples')} have "
+                f"no caption (e.g. {shown}); {_CAPTION_HELP}"
+            )
+        resolve_clip_weights(config.clip_model, config.clip_pretrained, config.clip_weights)
+
+    def _ensure_model(self) -> None:
+        if self._model is None:
+            cfg = self.config
+            self._model, _, self._tokenizer, self.info = load_clip(
+                cfg.clip_model, cfg.clip_pretrained, cfg.clip_weights, cfg.device, allow_random=self._allow_random
+            )
+
+    def update(self, batch: Batch) -> None:
+        """Score every (image, caption) pair of ``batch``.
+
+        Raises:
+            InputError: a missing caption (names the file and how to give captions).
+        """
+        n = batch.images.shape[0]
+        missing = _missing_captions(batch.captions, n)
+        if missing:
+            files = ", ".join(batch.files[i] for i in missing[:3] if i < len(batch.files))
+            raise InputError(f"CLIP score: {len(missing)} images without a caption (e.g. {files}); {_CAPTION_HELP}")
+        if n == 0:
+            return
+        self._ensure_model()
+        bs = int(getattr(self.config, "batch_size", 0) or n)
+        img = encode_images_uint8(self._model, self.info["preprocess"], batch.images, batch_size=bs)
+        txt, n_trunc = encode_text(self._model, self._tokenizer, list(batch.captions), batch_size=bs)
+        self._scores.append(clip_score_from_features(img, txt).cpu())
+        self._files.extend(batch.files)
+        self.n_truncated += n_trunc
+
+    def per_image(self):
+        """pandas DataFrame (file, clip_score) of every scored pair, in input order."""
+        import pandas as pd
+
+        scores = torch.cat(self._scores).numpy() if self._scores else np.zeros(0)
+        return pd.DataFrame({"file": self._files, "clip_score": scores})
+
+    def compute(self) -> dict[str, Any]:
+        """Mean per-pair score and its provenance.
+
+        Raises:
+            InputError: nothing was scored.
+        """
+        if not self._scores:
+            raise InputError("CLIP score: no images were scored (empty sample set?)")
+        s = torch.cat(self._scores).numpy()
+        info = self.info or {}
+        return {
+            "metric_id": clip_metric_id(info.get("model"), info.get("pretrained"), info.get("weights_sha256")),
+            "metric": "clip_score",
+            "clip_score": float(s.mean()),
+            "value": float(s.mean()),
+            "std": float(s.std(ddof=0)),
+            "n": int(s.size),
+            "n_truncated": int(self.n_truncated),
+            "higher_is_better": True,
+            "model": info.get("model"),
+            "pretrained": info.get("pretrained"),
+            "weights_sha256": info.get("weights_sha256"),
+            "weights_source": info.get("weights_source"),
+            "weights_verified": info.get("weights_verified"),
+            "resolution": getattr(self.config, "resolution", None),
+            "preprocess": {k: (list(v) if isinstance(v, tuple) else v) for k, v in info.get("preprocess", {}).items()},
+            "notes": CLIP_SCORE_NOTES + (" RANDOM CLIP WEIGHTS (test only)." if info.get("random_init") else ""),
+        }
+
