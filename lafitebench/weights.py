@@ -480,7 +480,8 @@ def resolve(
         progress: show a download progress bar on stderr.
 
     Order: explicit → ``$LAFITEBENCH_WEIGHTS/<filename>`` (then the alternatives' file names
-    there) → ``cache_dir()/weights/<filename>`` → download.
+    there) → ``cache_dir()/weights/<filename>`` → download. A registered name that is also an
+    existing file in the working directory (``yolov8n.pt``, as ultralytics allows) is that file.
 
     Raises:
         WeightsError: unknown name; a file with the wrong hash; the file is missing and cannot
@@ -506,6 +507,10 @@ def resolve(
 
     if explicit is not None:
         return _check_local(spec, Path(explicit).expanduser(), "explicit", requested)
+    if requested in WEIGHTS and Path(requested).is_file():
+        # A file named like a registered asset in the working directory is used, as ultralytics
+        # does for "yolov8n.pt"; it must still match the known hash when there is one.
+        return _check_local(spec, Path(requested), "path", requested)
 
     env = settings.weights_dir()
     if env is not None:

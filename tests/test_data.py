@@ -159,6 +159,8 @@ def test_skip_bad_with_worker_process(tmp_path):
     s = ds.get_dataset(d, resolution=8)
     n = sum(b.images.shape[0] for b in s.loader(batch_size=4, num_workers=1, skip_bad=True))
     assert n == 3 and [Path(f).name for f in s.skipped] == ["bad1.png"]
+    with pytest.raises(InputError, match="bad1.png"):
+        list(s.loader(batch_size=4, num_workers=1))
 
 
 def test_fingerprint_stable_and_sensitive(tmp_path):

@@ -228,6 +228,16 @@ def test_local_path_passes_through(registry, tmp_path):
         weights.resolve(str(tmp_path / "nope.pt"))
 
 
+def test_registered_name_present_in_working_dir(monkeypatch, tmp_path):
+    reg: Registry = Registry("weights")
+    reg.register("yolo-fake.pt", _spec(name="yolo-fake.pt", filename="yolo-fake.pt", sha256=None, size=None))
+    monkeypatch.setattr(weights, "WEIGHTS", reg)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "yolo-fake.pt").write_bytes(BAD)
+    r = weights.resolve("yolo-fake.pt")
+    assert r.source == "path" and r.name == "yolo-fake.pt" and not r.verified
+
+
 def test_folder_hash(tmp_path):
     d = tmp_path / "exported_model"
     (d / "sub").mkdir(parents=True)
