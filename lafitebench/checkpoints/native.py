@@ -289,7 +289,7 @@ def save_native(path: str | os.PathLike, networks: Mapping[str, nn.Module], conf
     validate_config(cfg, where=f"save_native({path})")
 
     for name in networks:
-        rebuilt = _build(cfg, name, where=f"save_native({path})")
+        rebuilt = _build(cfg, name, where=f"save_native({path})", meta=True)
         _check_state_dict(rebuilt, {k: v for k, v in networks[name].state_dict().items()}, name, f"save_native({path})")
         del rebuilt
 
@@ -395,7 +395,8 @@ def is_native(path: str | os.PathLike) -> bool:
         return False
 
 
-def _build(config: Mapping, name: str, where: str) -> nn.Module:
+def _build(config: Mapping, name: str, where: str, *, meta: bool = False) -> nn.Module:
+    """Construct network ``name`` from the config (on the meta device when only shapes matter)."""
     spec = config["networks"][name]
     cls = _class_for(spec["class"], where)
     kwargs = dict(spec["init_kwargs"])
@@ -410,6 +411,9 @@ def _build(config: Mapping, name: str, where: str) -> nn.Module:
             raise CheckpointError(f"{where}: missing config field 'networks.{name}.init_kwargs.{missing[0]}'") from None
         raise CheckpointError(f"{where}: networks.{name}.init_kwargs do not fit {spec['class']}: {e}") from None
     try:
+        if meta:
+            with torch.device("meta"):
+                return cls(**kwargs)
         return cls(**kwargs)
     except Exception as e:  # a constructor rejecting a value: report which network and why
         raise CheckpointError(f"{where}: cannot build networks.{name} ({spec['class']}) from its init_kwargs: {e}") from e

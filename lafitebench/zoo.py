@@ -1,0 +1,733 @@
+"""The LAFITE model zoo: manifests of the released models, download, conversion, verification.
+
+One TOML manifest per released model lives in the repository's ``zoo/`` folder (override with
+``LAFITEBENCH_ZOO``); the schema is documented in ``zoo/README.md`` and checked on load. The
+manifests are registered in :data:`MODELS` (a :class:`~lafitebench.registry.Registry` keyed by
+model id, with aliases).
+
+Cache layout (``cache_dir()/zoo/``)::
+
+    <source.filename>          the released file as downloaded (an official snapshot .pkl)
+    <id>.safetensors           the native checkpoint converted from it (what load_model reads)
+
+``fetch`` downloads (Google Drive through gdown's confirm-token flow, other URLs with urllib),
+checks the sha256 when the manifest knows it, writes atomically, then converts with
+:func:`convert` (restricted unpickler, nothing from the file is executed). ``$LAFITEBENCH_WEIGHTS/
+<source.filename>`` is used instead of downloading when present.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from lafitebench import settings
+from lafitebench.checkpoints import native
+from lafitebench.errors import CheckpointError, InputError, WeightsError
+from lafitebench.registry import Registry
+from lafitebench.utils import progress as _progress
+from lafitebench.utils import sha256_file
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = [
+    "ENV_ZOO", "SCHEMA_VERSION", "ModelInfo", "SourceInfo", "PaperResult", "MODELS", "zoo_dir",
+    "zoo_cache_dir", "load_manifest", "list_models", "get_model_info", "render_models_table",
+    "official_path", "native_path", "fetch", "convert", "verify",
+]
+
+ENV_ZOO = "LAFITEBENCH_ZOO"
+SCHEMA_VERSION = 1
+SOURCE_KINDS = ("gdrive", "http")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def zoo_dir() -> Path:
+    """Folder of the manifests: ``$LAFITEBENCH_ZOO`` or the repository's ``zoo/``."""
+    env = os.environ.get(ENV_ZOO)
+    return Path(env).expanduser() if env else settings.REPO_ROOT / "zoo"
+
+
+def zoo_cache_dir() -> Path:
+    """``cache_dir()/zoo``: downloaded official files and converted native checkpoints."""
+    return settings.cache_dir() / "zoo"
+
+
+# ----------------------------------------------------------------------------------------------
+# manifest data
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """Where the released file comes from. ``sha256``/``size_bytes`` are None when unknown."""
+
+    kind: str
+    url: str
+    filename: str
+    listed_at: str
+    gdrive_id: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    hash_status: str | None = None
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    """One row of a paper table for this model; ``verified`` says it was checked against the paper."""
+
+    table: str
+    row: str
+    metrics: Mapping[str, float]
+    verified: bool
+    verified_against: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A validated manifest. ``clip`` is the native ``clip`` block (name, open_clip names, f_dim)."""
+
+    id: str
+    title: str
+    variant: str
+    training_data: str
+    resolution: int
+    license: str
+    clip: Mapping[str, Any]
+    source: SourceInfo
+    paper: tuple[PaperResult, ...] = ()
+    notes: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    manifest_path: Path | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for JSON output and ``zoo show``)."""
+        return {
+            "id": self.id, "title": self.title, "variant": self.variant,
+            "variant_description": native.VARIANTS[self.variant], "training_data": self.training_data,
+            "resolution": self.resolution, "license": self.license, "clip": dict(self.clip),
+            "source": {k: v for k, v in vars(self.source).items()},
+            "paper": [{"table": p.table, "row": p.row, "metrics": dict(p.metrics), "verified": p.verified,
+                       "verified_against": p.verified_against} for p in self.paper],
+            "notes": list(self.notes), "aliases": list(self.aliases),
+            "manifest": str(self.manifest_path) if self.manifest_path else None,
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# manifest parsing and validation
+
+class _Manifest:
+    """Typed access to a parsed TOML table with errors that name the file and the key."""
+
+    def __init__(self, path: Path, data: Mapping[str, Any], prefix: str = "") -> None:
+        self.path, self.data, self.prefix = path, data, prefix
+
+    def error(self, key: str, what: str) -> InputError:
+        return InputError(f"zoo manifest {self.path}: key '{self.prefix}{key}' {what}")
+
+    def get(self, key: str, typ: type | tuple[type, ...], *, required: bool = True, default: Any = None) -> Any:
+        if key not in self.data:
+            if required:
+                raise self.error(key, "is missing")
+            return default
+        value = self.data[key]
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            name = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
+            raise self.error(key, f"must be a {name}, got {type(value).__name__} {value!r}")
+        return value
+
+    def str_list(self, key: str) -> tuple[str, ...]:
+        values = self.get(key, list, required=False, default=[])
+        for i, v in enumerate(values):
+            if not isinstance(v, str):
+                raise self.error(f"{key}[{i}]", f"must be a string, got {type(v).__name__}")
+        return tuple(values)
+
+    def table(self, key: str, *, required: bool = True) -> "_Manifest | None":
+        value = self.get(key, dict, required=required)
+        return None if value is None else _Manifest(self.path, value, f"{self.prefix}{key}.")
+
+    def check_keys(self, allowed: set[str]) -> None:
+        extra = sorted(set(self.data) - allowed)
+        if extra:
+            raise self.error(extra[0], f"is not a known manifest key (allowed here: {sorted(allowed)})")
+
+
+_TOP_KEYS = {"schema_version", "id", "aliases", "title", "variant", "training_data", "resolution",
+             "license", "notes", "clip", "source", "paper"}
+_CLIP_KEYS = {"backbone", "open_clip_model", "open_clip_pretrained", "f_dim"}
+_SOURCE_KEYS = {"kind", "url", "gdrive_id", "filename", "listed_at", "sha256", "size_bytes", "hash_status"}
+_PAPER_KEYS = {"table", "row", "verified", "verified_against", "metrics"}
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]*$")
+
+
+def load_manifest(path: str | os.PathLike) -> ModelInfo:
+    """Parse and validate one manifest file.
+
+    Raises InputError naming the file and the offending key (missing, wrong type, unknown key,
+    bad variant / CLIP backbone / source kind / sha256, id different from the file name).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise InputError(f"zoo manifest {path} cannot be read: {e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"zoo manifest {path} is not valid TOML: {e}") from e
+    m = _Manifest(path, data)
+    m.check_keys(_TOP_KEYS)
+    version = m.get("schema_version", int)
+    if version != SCHEMA_VERSION:
+        raise m.error("schema_version", f"is {version}; this lafitebench reads version {SCHEMA_VERSION}")
+    model_id = m.get("id", str)
+    if not _ID_RE.match(model_id):
+        raise m.error("id", f"{model_id!r} must be lower-case letters, digits, '.' and '-'")
+    if model_id != path.stem:
+        raise m.error("id", f"is {model_id!r} but the file is named {path.name!r}; they must agree")
+    variant = m.get("variant", str)
+    if variant not in native.VARIANTS:
+        raise m.error("variant", f"is {variant!r}; expected one of {list(native.VARIANTS)}")
+    resolution = m.get("resolution", int)
+    if resolution < 4 or resolution & (resolution - 1):
+        raise m.error("resolution", f"is {resolution}; expected a power of two >= 4")
+
+    c = m.table("clip")
+    c.check_keys(_CLIP_KEYS)
+    backbone = c.get("backbone", str)
+    if backbone in native.CLIP_BACKBONES:
+        clip = native.clip_config(backbone)
+        for k in ("open_clip_model", "open_clip_pretrained", "f_dim"):
+            if k in c.data and c.data[k] != clip[k]:
+                raise c.error(k, f"is {c.data[k]!r} but {clip['name']} means {clip[k]!r}")
+    else:  # a backbone LAFITE was not released with: every field must be given
+        clip = {"name": backbone, "open_clip_model": c.get("open_clip_model", str),
+                "open_clip_pretrained": c.get("open_clip_pretrained", str), "f_dim": c.get("f_dim", int)}
+
+    s = m.table("source")
+    s.check_keys(_SOURCE_KEYS)
+    kind = s.get("kind", str)
+    if kind not in SOURCE_KINDS:
+        raise s.error("kind", f"is {kind!r}; expected one of {list(SOURCE_KINDS)}")
+    url = s.get("url", str)
+    if not url.startswith(("https://", "http://")):
+        raise s.error("url", f"{url!r} is not an http(s) URL")
+    gdrive_id = s.get("gdrive_id", str, required=(kind == "gdrive"))
+    filename = s.get("filename", str)
+    if "/" in filename or "\\" in filename or filename.startswith("."):
+        raise s.error("filename", f"{filename!r} must be a plain file name")
+    sha = s.get("sha256", str, required=False)
+    if sha is not None and not _SHA256_RE.match(sha):
+        raise s.error("sha256", f"{sha!r} is not 64 lower-case hex digits")
+    hash_status = s.get("hash_status", str, required=sha is None)
+    source = SourceInfo(kind=kind, url=url, filename=filename, listed_at=s.get("listed_at", str),
+                        gdrive_id=gdrive_id, sha256=sha, size_bytes=s.get("size_bytes", int, required=False),
+                        hash_status=hash_status)
+
+    paper = []
+    rows = m.get("paper", list, required=False, default=[])
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise m.error(f"paper[{i}]", "must be a table")
+        p = _Manifest(path, row, f"paper[{i}].")
+        p.check_keys(_PAPER_KEYS)
+        metrics_t = p.table("metrics")
+        metrics = {k: metrics_t.get(k, float) for k in metrics_t.data}
+        paper.append(PaperResult(table=p.get("table", str), row=p.get("row", str), metrics=metrics,
+                                 verified=p.get("verified", bool),
+                                 verified_against=p.get("verified_against", str, required=False)))
+
+    return ModelInfo(
+        id=model_id, title=m.get("title", str), variant=variant, training_data=m.get("training_data", str),
+        resolution=resolution, license=m.get("license", str), clip=clip, source=source, paper=tuple(paper),
+        notes=m.str_list("notes"), aliases=m.str_list("aliases"), manifest_path=path,
+    )
+
+
+def _manifest_files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        raise InputError(
+            f"model zoo folder {directory} does not exist (set {ENV_ZOO} to a folder of *.toml manifests)"
+        )
+    return sorted(directory.glob("*.toml"))
+
+
+class ModelRegistry(Registry[ModelInfo]):
+    """The :class:`Registry` of zoo manifests, filled from :func:`zoo_dir` on first use.
+
+    It reloads when ``LAFITEBENCH_ZOO`` points somewhere else. A broken manifest makes every
+    lookup raise its InputError (file + key), so a typo is never silently skipped.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("model")
+        self._loaded_from: Path | None = None
+
+    def reload(self) -> None:
+        """Re-read the manifests from :func:`zoo_dir`."""
+        directory = zoo_dir()
+        infos = [load_manifest(p) for p in _manifest_files(directory)]
+        self._entries.clear()
+        self._aliases.clear()
+        for info in infos:
+            for name in (info.id, *info.aliases):
+                if name.lower() in self._entries or name.lower() in self._aliases:
+                    raise InputError(f"zoo manifest {info.manifest_path}: id or alias {name!r} is already used by another manifest")
+            super().register(info.id, info, aliases=info.aliases)
+        self._loaded_from = directory
+
+    def _ensure_loaded(self) -> None:
+        if self._loaded_from != zoo_dir():
+            self.reload()
+
+    def _canonical(self, name: str) -> str:
+        self._ensure_loaded()
+        return super()._canonical(name)
+
+    def names(self) -> list[str]:
+        self._ensure_loaded()
+        return super().names()
+
+    def __contains__(self, name: str) -> bool:
+        self._ensure_loaded()
+        return super().__contains__(name)
+
+
+MODELS = ModelRegistry()
+
+
+def get_model_info(model_id: str) -> ModelInfo:
+    """The validated manifest of ``model_id`` (an id or alias).
+
+    Raises UnknownNameError (a KeyError listing the known ids, with a did-you-mean) for an
+    unknown id, InputError for a broken manifest.
+    """
+    return MODELS.get(model_id)
+
+
+def official_path(info: ModelInfo) -> Path:
+    """Cache path of the released (official) file of a model."""
+    return zoo_cache_dir() / info.source.filename
+
+
+def native_path(info: ModelInfo) -> Path:
+    """Cache path of the converted native checkpoint of a model."""
+    return zoo_cache_dir() / f"{info.id}.safetensors"
+
+
+def _cache_state(info: ModelInfo) -> str:
+    if native_path(info).is_file():
+        return "converted"
+    if official_path(info).is_file():
+        return "downloaded (not converted)"
+    return "-"
+
+
+def _paper_summary(info: ModelInfo) -> str:
+    parts = []
+    for p in info.paper:
+        nums = ", ".join(f"{k} {v:.2f}" for k, v in p.metrics.items())
+        parts.append(f"{nums}{'' if p.verified else ' (unverified)'}")
+    return "; ".join(parts) if parts else "-"
+
+
+def list_models() -> list[dict[str, Any]]:
+    """One dict per manifest (sorted by id), flat values ready for a table or JSON.
+
+    Keys: id, variant, title, training_data, resolution, clip, paper (summary string),
+    paper_table, sha256 (or "unknown"), cached ("converted" / "downloaded (not converted)" / "-").
+    """
+    rows = []
+    for name in MODELS.names():
+        info = MODELS.get(name)
+        rows.append({
+            "id": info.id, "variant": info.variant, "title": info.title, "training_data": info.training_data,
+            "resolution": info.resolution, "clip": info.clip["name"], "paper": _paper_summary(info),
+            "paper_table": "; ".join(p.table for p in info.paper) or "-",
+            "sha256": info.source.sha256 or "unknown", "cached": _cache_state(info),
+        })
+    return rows
+
+
+def render_models_table() -> "Any":
+    """A ``rich.table.Table`` of :func:`list_models`."""
+    from rich.table import Table
+
+    table = Table(title=f"LAFITE model zoo ({zoo_dir()})")
+    for col, kw in (("id", {"style": "bold"}), ("variant", {}), ("CLIP", {}), ("res", {"justify": "right"}),
+                    ("paper table", {}), ("paper numbers", {}), ("cache", {})):
+        table.add_column(col, **kw)
+    for r in list_models():
+        table.add_row(r["id"], r["variant"], r["clip"], str(r["resolution"]), r["paper_table"], r["paper"], r["cached"])
+    return table
+
+
+# ----------------------------------------------------------------------------------------------
+# download
+
+def _download_gdrive(file_id: str, out, on_progress: Callable[[int, int | None], None]) -> None:
+    """Stream Google Drive file ``file_id`` into the binary file object ``out`` (gdown handles
+    the large-file confirm-token page). Raises WeightsError when gdown cannot get the file."""
+    import gdown
+    from gdown.exceptions import DownloadError, FileURLRetrievalError
+
+    try:
+        gdown.download(id=file_id, output=out, quiet=True, progress=on_progress)
+    except (FileURLRetrievalError, DownloadError, OSError, ValueError) as e:
+        raise WeightsError(f"Google Drive download of file id {file_id} failed: {e}") from e
+
+
+def _download_http(url: str, out, on_progress: Callable[[int, int | None], None]) -> None:
+    """Stream ``url`` into the binary file object ``out``. Raises WeightsError on network errors."""
+    req = urllib.request.Request(url, headers={"User-Agent": "lafitebench"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as src:
+            length = src.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            done = 0
+            while block := src.read(1 << 20):
+                out.write(block)
+                done += len(block)
+                on_progress(done, total)
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError) as e:
+        raise WeightsError(f"download of {url} failed: {e}") from e
+
+
+def _manual_instructions(info: ModelInfo) -> str:
+    lines = [
+        f"Download it by hand from {info.source.url} (listed at {info.source.listed_at}) and save it as",
+        f"  {official_path(info)}",
+    ]
+    env = settings.weights_dir()
+    if env is not None:
+        lines.append(f"  (or as {env / info.source.filename}, the ${settings.ENV_WEIGHTS} folder)")
+    lines.append(
+        f"then run `lafitebench zoo fetch {info.id}` again: it converts the file without downloading. "
+        f"A snapshot saved anywhere else can be converted with `lafitebench zoo convert FILE.pkl OUT.safetensors "
+        f"--variant {info.variant} --clip-backbone {info.clip['name']}`."
+    )
+    return "\n".join(lines)
+
+
+def _download(info: ModelInfo, target: Path, show_progress: bool) -> str:
+    """Download the released file to ``target`` atomically; return its sha256.
+
+    A file whose sha256 (or size) differs from the manifest is deleted and refused (WeightsError).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, _progress(disable=not show_progress) as bar:
+            task = bar.add_task(f"download {info.source.filename}", total=info.source.size_bytes)
+
+            def on_progress(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total or info.source.size_bytes)
+
+            try:
+                if info.source.kind == "gdrive":
+                    _download_gdrive(info.source.gdrive_id, out, on_progress)
+                else:
+                    _download_http(info.source.url, out, on_progress)
+            except WeightsError as e:
+                raise WeightsError(f"model {info.id!r}: {e}.\n{_manual_instructions(info)}") from e
+            out.flush()
+            os.fsync(out.fileno())
+        size = tmp.stat().st_size
+        if size == 0:
+            raise WeightsError(f"model {info.id!r}: the download from {info.source.url} is empty.\n{_manual_instructions(info)}")
+        if info.source.size_bytes is not None and size != info.source.size_bytes:
+            raise WeightsError(
+                f"model {info.id!r}: downloaded {size} bytes, the manifest expects {info.source.size_bytes}; "
+                f"the file was deleted.\n{_manual_instructions(info)}"
+            )
+        digest = sha256_file(tmp)
+        if info.source.sha256 and digest != info.source.sha256:
+            raise WeightsError(
+                f"model {info.id!r}: downloaded file has sha256 {digest}, the manifest expects "
+                f"{info.source.sha256}; the file was deleted.\n{_manual_instructions(info)}"
+            )
+        os.replace(tmp, target)
+        return digest
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_local_official(info: ModelInfo, path: Path) -> str:
+    digest = sha256_file(path)
+    if info.source.sha256 and digest != info.source.sha256:
+        raise WeightsError(
+            f"{path}: sha256 {digest} does not match the manifest of {info.id!r} ({info.source.sha256}); "
+            "delete the file and fetch again, or check that it is the right model"
+        )
+    return digest
+
+
+def fetch(
+    model_id: str,
+    dest: str | os.PathLike | None = None,
+    offline: bool | None = None,
+    *,
+    progress: bool = True,
+    force: bool = False,
+) -> Path:
+    """Make the native checkpoint of zoo model ``model_id`` available; return its path.
+
+    Steps: reuse an existing native file (``dest`` or ``cache_dir()/zoo/<id>.safetensors``)
+    converted from this model unless ``force``; else find the released file in
+    ``$LAFITEBENCH_WEIGHTS/<filename>`` or ``cache_dir()/zoo/<filename>`` (sha256 checked when
+    known), or download it (Google Drive via gdown, progress bar, sha256 checked, atomic);
+    then convert it (:func:`convert`). ``dest`` may be a file or a folder.
+
+    ``offline`` (default: ``LAFITEBENCH_OFFLINE``) forbids downloading: a missing file raises
+    WeightsError giving the exact cache path and file name to save it under, the URL, and the
+    ``lafitebench zoo convert`` alternative. Also raises WeightsError for a hash mismatch,
+    CheckpointError when the file is not a valid snapshot of this model (e.g. wrong resolution).
+    """
+    info = get_model_info(model_id)
+    offline = settings.offline() if offline is None else offline
+    out = native_path(info) if dest is None else Path(dest)
+    if out.is_dir():
+        out = out / f"{info.id}.safetensors"
+
+    if out.is_file() and not force:
+        cfg = native.read_config(out)
+        prov = cfg["provenance"]
+        if prov.get("model_id") != info.id:
+            raise CheckpointError(
+                f"{out} exists but holds model {prov.get('model_id')!r}, not {info.id!r}; "
+                "choose another destination or pass force=True (--force) to overwrite it"
+            )
+        if info.source.sha256 and prov.get("source_sha256") != info.source.sha256:
+            raise CheckpointError(
+                f"{out} was converted from a file with sha256 {prov.get('source_sha256')}, the manifest of "
+                f"{info.id!r} expects {info.source.sha256}; re-fetch with force=True (--force)"
+            )
+        return out
+
+    candidates = []
+    env = settings.weights_dir()
+    if env is not None:
+        candidates.append(env / info.source.filename)
+    candidates.append(official_path(info))
+    source = next((p for p in candidates if p.is_file()), None)
+    if source is not None:
+        digest = _check_local_official(info, source)
+    else:
+        if offline:
+            raise WeightsError(
+                f"model {info.id!r} is not in the cache and downloads are off "
+                f"({settings.ENV_OFFLINE}=1 or offline=True).\n{_manual_instructions(info)}"
+            )
+        source = official_path(info)
+        digest = _download(info, source, progress)
+    return convert(
+        source, out, variant=info.variant, clip_backbone=dict(info.clip), model_id=info.id,
+        expected_resolution=info.resolution, source_url=info.source.url, source_sha256=digest,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# conversion
+
+def _lenient_json(obj: Any) -> Any:
+    """JSON-able copy of provenance data; values of other types are recorded as their repr."""
+    if isinstance(obj, Mapping):
+        return {str(k): _lenient_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_lenient_json(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if hasattr(obj, "item") and callable(obj.item):
+        try:
+            return _lenient_json(obj.item())
+        except (TypeError, ValueError):
+            pass  # not a scalar: fall through to repr
+    return repr(obj)
+
+
+def convert(
+    official_pkl: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    variant: str = native.UNKNOWN_VARIANT,
+    clip_backbone: str | Mapping[str, Any] | None = None,
+    model_id: str | None = None,
+    perturbation: str | os.PathLike | None = None,
+    expected_resolution: int | None = None,
+    source_url: str | None = None,
+    source_sha256: str | None = None,
+) -> Path:
+    """Convert an official LAFITE snapshot ``.pkl`` into a native checkpoint at ``out``.
+
+    The snapshot is read with the restricted unpickler of
+    :mod:`lafitebench.checkpoints.official` (nothing from the file executes). ``clip_backbone``
+    is a known name (``"ViT-B/32"``, ``"ViT-B/16"``) or a full ``clip`` block; official snapshots
+    do not record it, so ``None`` stores "unknown" and warns. ``perturbation`` is the Lafite-NN
+    perturbation network's state-dict file (``implicit.*.pth``), stored under ``P.``; it is read
+    with ``torch.load(weights_only=True)``.
+
+    Raises InputError (bad variant / backbone), CheckpointError (unsafe or broken snapshot, the
+    resolution differs from ``expected_resolution``, the generator's f_dim differs from the CLIP
+    backbone's feature width, perturbation file does not fit).
+    """
+    from lafitebench.checkpoints import official
+
+    src = Path(official_pkl)
+    out = Path(out)
+    if variant not in (*native.VARIANTS, native.UNKNOWN_VARIANT):
+        raise InputError(f"variant {variant!r}: expected one of {[*native.VARIANTS, native.UNKNOWN_VARIANT]}")
+    if clip_backbone is None or isinstance(clip_backbone, str):
+        clip = native.clip_config(clip_backbone)
+    else:
+        clip = dict(clip_backbone)
+    if clip_backbone is None:
+        warnings.warn(
+            f"converting {src} without a CLIP backbone: official snapshots do not record it, so the native "
+            "file says 'unknown'; pass clip_backbone (e.g. 'ViT-B/32') to record it",
+            stacklevel=2,
+        )
+    if not src.is_file():
+        raise InputError(f"official snapshot {src} does not exist")
+
+    snapshot = official.load_official_snapshot(src)
+    if "G_ema" not in snapshot:
+        raise CheckpointError(f"{src}: snapshot has no 'G_ema' network")
+    official_init_kwargs = {n: _lenient_json(snapshot[n]["init_kwargs"]) for n in ("G_ema", "G", "D") if n in snapshot}
+    training_set_kwargs = _lenient_json(snapshot.get("training_set_kwargs"))
+    g_official = snapshot["G_ema"]["init_kwargs"]
+    del snapshot  # its tensors; build_from_official reads the file again
+    # architecture checks before the (slow) rebuild of every network
+    try:
+        g_kwargs = official.generator_kwargs_from_official(g_official)
+    except CheckpointError as e:
+        raise CheckpointError(f"{src}: G_ema: {e}") from None
+    resolution, f_dim = int(g_kwargs["img_resolution"]), int(g_kwargs["f_dim"])
+    if expected_resolution is not None and resolution != expected_resolution:
+        raise CheckpointError(
+            f"{src}: snapshot resolution is {resolution}x{resolution}, the model zoo manifest says "
+            f"{expected_resolution}; is this the right file?"
+        )
+    if clip.get("f_dim") is not None and f_dim != clip["f_dim"]:
+        raise CheckpointError(
+            f"{src}: the generator takes {f_dim}-d text features but CLIP {clip['name']} gives {clip['f_dim']}-d; "
+            "wrong clip_backbone for this file"
+        )
+    networks = official.build_from_official(src)
+
+    if perturbation is not None:
+        networks = dict(networks)
+        from lafitebench.models.pseudo_text import load_perturbation_network
+
+        # Lafite-NN: the perturbation network works on the same CLIP feature width as G
+        networks["P"] = load_perturbation_network(perturbation, feature_dim=f_dim)
+
+    config = {
+        "variant": variant,
+        "resolution": resolution,
+        "clip": clip,
+        "networks": {name: {"init_kwargs": _init_kwargs_of(name, module)} for name, module in networks.items()},
+        "provenance": {
+            "converter": native.CONVERTER_VERSION,
+            "lafitebench_version": _version(),
+            "model_id": model_id,
+            "source_format": "official LAFITE / StyleGAN2-ADA snapshot pickle",
+            "source_file": src.name,
+            "source_sha256": source_sha256 or sha256_file(src),
+            "source_url": source_url,
+            "official_init_kwargs": official_init_kwargs,
+            "training_set_kwargs": training_set_kwargs,
+            "perturbation_file": None if perturbation is None else {
+                "file": Path(perturbation).name, "sha256": sha256_file(perturbation)},
+        },
+    }
+    return native.save_native(out, networks, config)
+
+
+def _init_kwargs_of(name: str, module: Any) -> dict:
+    """Constructor arguments of our module class for ``module`` (native config ``init_kwargs``)."""
+    kwargs = getattr(module, "init_kwargs", None)
+    if kwargs is None:
+        raise CheckpointError(
+            f"network {name!r} ({type(module).__name__}) does not expose its init_kwargs; cannot record its architecture"
+        )
+    return dict(kwargs)
+
+
+def _version() -> str:
+    from lafitebench import __version__
+
+    return __version__
+
+
+# ----------------------------------------------------------------------------------------------
+# verification
+
+def verify(model_id: str | None = None) -> list[dict[str, Any]]:
+    """Check manifests and cached files; one result dict per manifest (or only ``model_id``).
+
+    Each dict: ``id`` (or the file name when the manifest is broken), ``manifest`` ("ok" or the
+    error), ``official`` and ``native`` (state of the cached files: "absent", "ok (sha256
+    matches)", "present, sha256 <h> (no published hash to compare)", or the problem), and
+    ``ok`` (False when anything is wrong; absent files are not wrong). A broken manifest or
+    file is reported, not raised (an unknown ``model_id`` raises UnknownNameError).
+    """
+    if model_id is not None:
+        direct = zoo_dir() / f"{model_id}.toml"
+        files = [direct if direct.is_file() else get_model_info(model_id).manifest_path]
+    else:
+        files = _manifest_files(zoo_dir())
+    results = []
+    for path in files:
+        row: dict[str, Any] = {"id": path.stem, "manifest": "ok", "official": "-", "native": "-", "ok": True}
+        try:
+            info = load_manifest(path)
+        except InputError as e:
+            row.update(manifest=str(e), ok=False)
+            results.append(row)
+            continue
+        row["id"] = info.id
+        off = official_path(info)
+        digest = None
+        if not off.is_file():
+            row["official"] = "absent"
+        else:
+            digest = sha256_file(off)
+            if info.source.sha256 is None:
+                row["official"] = f"present, sha256 {digest} (no published hash to compare)"
+            elif digest == info.source.sha256:
+                row["official"] = "ok (sha256 matches)"
+            else:
+                row.update(official=f"sha256 MISMATCH: {digest}, expected {info.source.sha256}", ok=False)
+        nat = native_path(info)
+        if not nat.is_file():
+            row["native"] = "absent"
+        else:
+            try:
+                cfg = native.read_config(nat)
+            except CheckpointError as e:
+                row.update(native=str(e), ok=False)
+            else:
+                prov = cfg["provenance"]
+                if prov.get("model_id") != info.id:
+                    row.update(native=f"holds model {prov.get('model_id')!r}, not {info.id!r}", ok=False)
+                elif (info.source.sha256 or digest) and prov.get("source_sha256") != (info.source.sha256 or digest):
+                    row.update(native=f"converted from sha256 {prov.get('source_sha256')}, but the "
+                               f"{'manifest' if info.source.sha256 else 'cached official file'} has "
+                               f"{info.source.sha256 or digest}", ok=False)
+                else:
+                    row["native"] = f"ok (converted from sha256 {prov.get('source_sha256')})"
+        results.append(row)
+    return results
