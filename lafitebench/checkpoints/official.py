@@ -12,6 +12,7 @@ modules of :mod:`lafitebench.models`, whose state-dict keys equal the official o
 """
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import hashlib
 import io
@@ -95,6 +96,19 @@ def _rebuild_parameter(data, requires_grad, backward_hooks):
     return nn.Parameter(data, bool(requires_grad))
 
 
+def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
+    if state:
+        raise CheckpointError("parameter with extra serialized state refused")
+    return _rebuild_parameter(data, requires_grad, backward_hooks)
+
+
+def _codecs_encode(text: Any, encoding: str = "utf-8") -> bytes:
+    # Protocol-2 pickles spell bytes objects as _codecs.encode(str, "latin1").
+    if not isinstance(text, str) or encoding != "latin1":
+        raise CheckpointError("_codecs.encode refused: only encode(str, 'latin1') (protocol-2 bytes) is allowed")
+    return text.encode("latin1")
+
+
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
     if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(data, (bytes, bytearray)):
         raise CheckpointError("numpy scalar refused: only plain numeric dtypes with byte data are allowed")
@@ -120,6 +134,8 @@ SAFE_GLOBALS: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter_with_state,
+    ("_codecs", "encode"): _codecs_encode,
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("numpy.core.multiarray", "scalar"): _numpy_scalar,
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
@@ -136,6 +152,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         self.source = source
 
     def find_class(self, module: str, name: str) -> Any:
+        # Python-2 spellings in protocol < 3 pickles ('__builtin__', 'commands', ...) are
+        # reported under their Python-3 names.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         obj = SAFE_GLOBALS.get((module, name))
         if obj is None:
             raise CheckpointError(
@@ -215,7 +237,7 @@ def _walk(record: Any, prefix: str, out: dict) -> None:
 def _as_tensor(t: Any, key: str) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise CheckpointError(f"state entry {key} is a {type(t).__name__}, not a tensor")
-    return t.detach().clone() if isinstance(t, nn.Parameter) else t.detach()
+    return t.detach()
 
 
 def _plain(obj: Any) -> Any:
@@ -373,20 +395,22 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
 
 
 def build_from_official(path: str | Path, device: str | torch.device = "cpu",
-                        networks: tuple[str, ...] = NETWORK_KEYS) -> dict[str, nn.Module]:
-    """Rebuild ``G``, ``D`` and ``G_ema`` of an official snapshot as lafitebench modules (eval mode).
+                        networks: tuple[str, ...] = NETWORK_KEYS, snapshot: dict | None = None) -> dict[str, nn.Module]:
+    """Rebuild ``G``, ``D`` and ``G_ema`` of an official snapshot as lafitebench modules (eval
+    mode, ``requires_grad`` off, on ``device``).
 
     Each network is constructed from its own ``_init_kwargs`` and loaded strictly. Networks not
-    in the file are omitted (``G_ema`` is required when asked for). Raises ``CheckpointError``
-    naming the file and the key (with both shapes) on any mismatch, and for unsafe or
-    truncated files.
+    in the file are omitted (``G_ema`` is required when asked for). ``snapshot`` may pass the
+    result of :func:`load_official_snapshot` for ``path`` to avoid reading the file twice.
+    Raises ``CheckpointError`` naming the file and the key (with both shapes) on any mismatch,
+    and for unsafe or truncated files.
     """
+    from ..errors import InputError
     from ..models.discriminator import Discriminator
     from ..models.generator import Generator
-    from ..errors import InputError
 
     path = Path(path)
-    snap = load_official_snapshot(path)
+    snap = load_official_snapshot(path) if snapshot is None else snapshot
     nets: dict[str, nn.Module] = {}
     for key in networks:
         if key not in NETWORK_KEYS:
