@@ -27,7 +27,6 @@ the RSS before the first generation is reported too). Results go to stdout (a ta
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import sys

@@ -17,7 +17,6 @@ checks the sha256 when the manifest knows it, writes atomically, then converts w
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -608,7 +607,6 @@ def convert(
     official_init_kwargs = {n: _lenient_json(snapshot[n]["init_kwargs"]) for n in ("G_ema", "G", "D") if n in snapshot}
     training_set_kwargs = _lenient_json(snapshot.get("training_set_kwargs"))
     g_official = snapshot["G_ema"]["init_kwargs"]
-    del snapshot  # its tensors; build_from_official reads the file again
     # architecture checks before the (slow) rebuild of every network
     try:
         g_kwargs = official.generator_kwargs_from_official(g_official)
@@ -625,7 +623,8 @@ def convert(
             f"{src}: the generator takes {f_dim}-d text features but CLIP {clip['name']} gives {clip['f_dim']}-d; "
             "wrong clip_backbone for this file"
         )
-    networks = official.build_from_official(src)
+    networks = official.build_from_official(src, snapshot=snapshot)
+    del snapshot  # the raw tensors: the modules hold copies
 
     if perturbation is not None:
         networks = dict(networks)
