@@ -1,1 +1,40 @@
-"""Metrics: Inception-based (IS, FID, FID-k, KID), CLIP score and SOA-C/SOA-I."""
+"""Metrics: Inception-based (IS, FID, FID-k, KID), CLIP score and SOA-C/SOA-I.
+
+The main entry point is :func:`evaluate` with an :class:`EvalConfig`; the pure numerics live in
+``fid``, ``kid``, ``isc`` and ``blur``. Names are imported lazily so that importing
+``lafitebench.metrics.base`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "EvalConfig": "engine",
+    "EvalResult": "engine",
+    "evaluate": "engine",
+    "METRICS": "engine",
+    "reference_statistics": "engine",
+    "BLUR_PRESETS": "blur",
+    "blur": "blur",
+    "InceptionExtractor": "inception",
+    "load_inception": "inception",
+    "FidStats": "fid",
+    "FeatureMoments": "fid",
+    "fid_from_stats": "fid",
+    "features_to_stats": "fid",
+    "save_stats": "fid",
+    "load_stats": "fid",
+    "kid_from_features": "kid",
+    "is_from_logits": "isc",
+    "RefStatsCache": "cache",
+    "STATS_VERSION": "cache",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
