@@ -1,2 +1,34 @@
-"""lafitebench: LAFITE models and the paper's metrics, reproducible and measurable."""
+"""lafitebench: LAFITE models and the paper's metrics, reproducible and measurable.
+
+The public API (imported lazily so ``import lafitebench`` stays cheap):
+
+- :func:`load_model` — a zoo id, a native checkpoint or an official snapshot → networks + metadata.
+- :func:`evaluate` / :class:`EvalConfig` — the metric engine over image sets.
+- :func:`run_eval` — the ``lafitebench eval`` job (build sets, pick metrics, save results).
+- :func:`get_dataset` / :func:`sample_set` — reference data sets and generated-sample folders.
+"""
+from __future__ import annotations
+
+from typing import Any
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "load_model": "lafitebench.loading:load_model",
+    "evaluate": "lafitebench.metrics.engine:evaluate",
+    "EvalConfig": "lafitebench.metrics.engine:EvalConfig",
+    "run_eval": "lafitebench.evaluation:run_eval",
+    "get_dataset": "lafitebench.data.datasets:get_dataset",
+    "sample_set": "lafitebench.data.datasets:sample_set",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'lafitebench' has no attribute {name!r}")

@@ -163,3 +163,125 @@ def eval_cmd(
             err_console.print(f"[yellow]--compare:[/] {e}")
     for kind, path in job.files.items():
         err_console.print(f"wrote {kind}: {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# zoo
+
+@zoo_app.command("list", help="List the released models (Rich table).\n\n**Example**: `lafitebench zoo list`")
+def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    from . import zoo
+
+    try:
+        if as_json:
+            sys.stdout.write(json.dumps(zoo.list_models(), indent=2) + "\n")
+        else:
+            out_console.print(zoo.render_models_table())
+    except LafitebenchError as e:
+        _fail(e)
+
+
+@zoo_app.command("show", help="Show one model's manifest.\n\n**Example**: `lafitebench zoo show lafite-coco-g`")
+def zoo_show(model_id: str = typer.Argument(..., metavar="ID")) -> None:
+    from . import zoo
+    from .registry import UnknownNameError
+
+    try:
+        info = zoo.get_model_info(model_id)
+    except (UnknownNameError, LafitebenchError) as e:
+        _fail(e)
+        return
+    d = info.to_dict()
+    d["cache"] = {"official": str(zoo.official_path(info)), "native": str(zoo.native_path(info))}
+    out_console.print_json(json.dumps(d, default=str))
+
+
+@zoo_app.command("fetch", help="Download a released model (hash-checked when a hash is known) and convert it to the "
+                               "native safe format.\n\n**Example**: `lafitebench zoo fetch lafite-coco-g`\n\n"
+                               "Offline: put the released .pkl where the error message says, then run it again "
+                               "(or use `zoo convert`).")
+def zoo_fetch(model_id: str = typer.Argument(..., metavar="ID"),
+              dest: Optional[Path] = typer.Option(None, "--dest", metavar="PATH", help="Native checkpoint path or folder (default: the cache)."),
+              force: bool = typer.Option(False, "--force", help="Download / convert again even if present.")) -> None:
+    from . import zoo
+    from .registry import UnknownNameError
+
+    try:
+        path = zoo.fetch(model_id, dest, force=force)
+    except (UnknownNameError, LafitebenchError) as e:
+        _fail(e)
+        return
+    out_console.print(f"native checkpoint: {path}")
+
+
+@zoo_app.command("verify", help="Validate every manifest and the hashes of cached files.\n\n**Example**: `lafitebench zoo verify`")
+def zoo_verify(model_id: Optional[str] = typer.Argument(None, metavar="[ID]")) -> None:
+    from rich.table import Table
+
+    from . import zoo
+    from .registry import UnknownNameError
+
+    try:
+        rows = zoo.verify(model_id)
+    except (UnknownNameError, LafitebenchError) as e:
+        _fail(e)
+        return
+    t = Table(title="zoo verify")
+    for c in ("id", "manifest", "official", "native", "ok"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["id"], r["manifest"], r["official"], r["native"], "[green]yes" if r["ok"] else "[red]NO")
+    out_console.print(t)
+    if not all(r["ok"] for r in rows):
+        raise typer.Exit(code=1)
+
+
+@zoo_app.command("convert", help="Convert an official LAFITE snapshot .pkl into the native safe format "
+                                 "(nothing in the pickle is executed).\n\n"
+                                 "**Example**: `lafitebench zoo convert network-snapshot.pkl lafite.safetensors --variant g --clip-backbone ViT-B/32`")
+def zoo_convert(official_pkl: Path = typer.Argument(..., metavar="OFFICIAL.pkl", exists=True, dir_okay=False),
+                out: Path = typer.Argument(..., metavar="OUT"),
+                variant: str = typer.Option("unknown", "--variant", help="g, nn, supervised or zero-shot."),
+                clip: Optional[str] = typer.Option(None, "--clip-backbone", metavar="BACKBONE",
+                                                   help="CLIP backbone the model was trained with (ViT-B/32 or ViT-B/16); snapshots do not record it."),
+                perturbation: Optional[Path] = typer.Option(None, "--perturbation", metavar="implicit.pth",
+                                                            help="Lafite-NN perturbation network state dict to bundle.")) -> None:
+    from . import zoo
+
+    try:
+        path = zoo.convert(official_pkl, out, variant=variant, clip_backbone=clip, perturbation=perturbation)
+    except LafitebenchError as e:
+        _fail(e)
+        return
+    out_console.print(f"native checkpoint: {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+@app.command("report", help="Print saved results beside the paper's table and write CSV/Markdown.\n\n"
+                            "**Examples**\n\n* `lafitebench report reports/runs/20261122-101500 --table lang_free`\n"
+                            "* `lafitebench report --table supervised` (the paper's table alone)")
+def report_cmd(result: Optional[Path] = typer.Argument(None, metavar="[RESULT]", help="results.json or the folder holding it."),
+               table: str = typer.Option("lang_free", "--table", help="lang_free, zero_shot, supervised or supervised_other."),
+               label: str = typer.Option("this run", "--label", help="Row label of your result."),
+               out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Write report.csv and report.md here.")) -> None:
+    from .reports import beside_paper, load_result, paper_wide, rich_table, to_markdown
+    from .utils import atomic_write
+
+    try:
+        if result is None:
+            df = paper_wide(table)
+        else:
+            res, _ = load_result(result)
+            df = beside_paper(res, table, label=label)
+    except LafitebenchError as e:
+        _fail(e)
+        return
+    out_console.print(rich_table(df, title=f"LAFITE paper, {table}", index=True))
+    if out is not None:
+        with atomic_write(out / "report.csv", "w") as f:
+            df.to_csv(f, index_label="model")
+        with atomic_write(out / "report.md", "w") as f:
+            f.write(to_markdown(df, index=True))
+        err_console.print(f"wrote {out / 'report.csv'} and {out / 'report.md'}")

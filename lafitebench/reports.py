@@ -68,7 +68,7 @@ def beside_paper(results: pd.DataFrame, table: str, label: str = "this run") -> 
 
 def to_markdown(df: pd.DataFrame, index: bool = False, floatfmt: str = ".4g") -> str:
     """A GitHub Markdown table (no extra dependency: pandas' to_markdown needs ``tabulate``)."""
-    frame = df.reset_index() if index else df
+    frame = df.rename_axis(df.index.name or "model").reset_index() if index else df
     cols = [str(c) for c in frame.columns]
 
     def cell(v: Any) -> str:
@@ -83,7 +83,7 @@ def to_markdown(df: pd.DataFrame, index: bool = False, floatfmt: str = ".4g") ->
 
 def rich_table(df: pd.DataFrame, title: str | None = None, index: bool = False) -> Table:
     """Render a DataFrame as a Rich table (floats to 4 significant digits)."""
-    frame = df.reset_index() if index else df
+    frame = df.rename_axis(df.index.name or "model").reset_index() if index else df
     t = Table(title=title)
     for c in frame.columns:
         t.add_column(str(c), justify="right" if pd.api.types.is_numeric_dtype(frame[c]) else "left")
