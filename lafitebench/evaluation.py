@@ -56,34 +56,41 @@ def _has(items: Sequence[Any], attr: str) -> bool:
     return bool(items) and all(getattr(it, attr, None) for it in items)
 
 
+def _kid_subset(config: EvalConfig, n: int, n_ref: int) -> EvalConfig:
+    """KID's subset size is min(1000, N) (the metrics reference); only the default 1000 is lowered.
+
+    An explicit other size larger than a set stays as given, so the engine reports the error.
+    """
+    if config.kid_subset_size == DEFAULT_KID_SUBSET and n_ref and min(n, n_ref) < DEFAULT_KID_SUBSET:
+        return dataclasses.replace(config, kid_subset_size=max(2, min(n, n_ref)))
+    return config
+
+
 def plan_metrics(requested: Sequence[str] | str, samples: Any, reference: Any, config: EvalConfig) -> tuple[list[str], dict[str, str], EvalConfig]:
     """Decide which metrics to run.
 
     ``requested == "auto"``: every metric whose inputs exist; returns the left-out ones with the
-    reason. KID's subset size becomes ``min(1000, N_samples, N_reference)`` unless set (the metric
-    id records it). Explicit names are returned as given (the engine then fails loudly on what is
+    reason. KID's subset size becomes ``min(1000, N_samples, N_reference)`` when left at its
+    default 1000 (the metric id records it). Explicit names are returned as given (the engine then fails loudly on what is
     missing). Cheap: resolves weights files (hashing them) but runs no network.
     """
+    n = len(samples.items)
+    n_ref = len(reference.items) if reference is not None else 0
+    config = _kid_subset(config, n, n_ref)
     if not (isinstance(requested, str) and requested == AUTO) and not (list(requested) == [AUTO]):
         names = [requested] if isinstance(requested, str) else list(requested)
         return names, {}, config
 
     skipped: dict[str, str] = {}
     chosen: list[str] = []
-    n = len(samples.items)
-    n_ref = len(reference.items) if reference is not None else 0
     from .weights import resolve
 
     if reference is None:
         skipped["fid"] = skipped["kid"] = "no reference set (--reference)"
     else:
         chosen.append("fid")
-        subset = config.kid_subset_size
-        if subset == DEFAULT_KID_SUBSET:
-            subset = min(DEFAULT_KID_SUBSET, n, n_ref)
-        if subset >= 2:
+        if min(n, n_ref) >= 2:
             chosen.append("kid")
-            config = dataclasses.replace(config, kid_subset_size=subset)
         else:
             skipped["kid"] = f"too few images for KID ({n} samples, {n_ref} reference)"
 
