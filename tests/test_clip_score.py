@@ -344,3 +344,26 @@ def test_tensor_preprocessing_on_real_coco_images(shared_dir, tiny):
             worst = max(worst, levels.max().item())
             frac.append((levels > 0.5).float().mean().item())
     assert worst <= 2.01 and np.mean(frac) < 0.01
+
+
+def test_engine_runs_clip_score(tiny, tmp_path):
+    """Through the evaluation engine: EvalConfig fields, check(), one table row with provenance."""
+    from lafitebench.data.datasets import sample_set
+    from lafitebench.data.manifest import write_manifest
+    from lafitebench.metrics.engine import EvalConfig, evaluate
+
+    info = tiny[3]
+    imgs = _images(4, seed=3)
+    for i, im in enumerate(imgs):
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(tmp_path / f"{i}.png")
+    write_manifest(tmp_path / "manifest.jsonl", [{"file": f"{i}.png", "caption": CAPTIONS[i]} for i in range(4)])
+    config = EvalConfig(metrics=["clip"], clip_model=info["model"], clip_pretrained=None,
+                        clip_weights=info["weights_path"], device="cpu", batch_size=3, progress=False,
+                        use_cache=False)
+    result = evaluate(sample_set(tmp_path), None, config)
+    row = result.table.iloc[0]
+    assert len(result.table) == 1 and row.metric == "CLIP score" and row.n == 4
+    direct = ClipScoreAccumulator(config)
+    direct.update(Batch(images=imgs, files=[f"{i}.png" for i in range(4)], captions=CAPTIONS[:4]))
+    assert row.value == pytest.approx(direct.compute()["clip_score"], abs=1e-4)
+    assert result.provenance["accumulators"]["clip"]["weights_sha256"] == info["weights_sha256"]

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from lafitebench.errors import InputError, WeightsError
+from lafitebench.metrics.inception import resolve_device
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
@@ -272,7 +273,7 @@ def load_clip(
     model_name: str = DEFAULT_MODEL,
     pretrained: str | None = DEFAULT_PRETRAINED,
     weights: str | Path | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = "cpu",
     *,
     allow_random: bool = False,
     offline: bool | None = None,
@@ -284,6 +285,7 @@ def load_clip(
     tag's settings that change results (QuickGELU, mean/std, resize mode) come from open_clip's
     pretrained table even when the weights come from a file. ``preprocess`` is open_clip's PIL
     eval transform; ``info`` records model, tag, weights path/sha256/source and the preprocessing.
+    ``device`` may be ``"auto"`` (CUDA when available).
 
     Raises:
         WeightsError: weights missing (offline: names the file and expected hash), wrong hash,
@@ -313,7 +315,7 @@ def load_clip(
         )
         if torchscript:
             _load_torchscript_weights(model, Path(resolved.path))
-        model = model.to(device)
+        model = model.to(resolve_device(device))
     except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as exc:
         src = resolved.path if resolved is not None else "(random init)"
         raise WeightsError(

@@ -15,6 +15,7 @@ import torch
 
 from lafitebench.errors import InputError
 from lafitebench.metrics.base import Batch
+from lafitebench.metrics.inception import resolve_device
 from lafitebench.metrics.clip_models import encode_images_uint8, encode_text, load_clip, resolve_clip_weights
 
 CLIP_SCORE_NOTES = (
@@ -104,7 +105,8 @@ class ClipScoreAccumulator:
         if self._model is None:
             cfg = self.config
             self._model, _, self._tokenizer, self.info = load_clip(
-                cfg.clip_model, cfg.clip_pretrained, cfg.clip_weights, cfg.device, allow_random=self._allow_random
+                cfg.clip_model, cfg.clip_pretrained, cfg.clip_weights, resolve_device(cfg.device),
+                allow_random=self._allow_random,
             )
 
     def update(self, batch: Batch) -> None:
@@ -147,7 +149,7 @@ class ClipScoreAccumulator:
         info = self.info or {}
         return {
             "metric_id": clip_metric_id(info.get("model"), info.get("pretrained"), info.get("weights_sha256")),
-            "metric": "clip_score",
+            "metric": "CLIP score",
             "clip_score": float(s.mean()),
             "value": float(s.mean()),
             "std": float(s.std(ddof=0)),

@@ -1,0 +1,393 @@
+"""Semantic Object Accuracy (SOA-C / SOA-I, Hinz et al.) with an ultralytics COCO detector.
+
+For each generated image of SOA class c, the class counts as detected when any box surviving
+confidence filtering and NMS has c as its class (arg-max). ``acc_c = detected / images`` for c,
+``SOA-C = mean_c acc_c`` over the classes present, ``SOA-I = Σ n_c acc_c / Σ n_c``; all in percent.
+
+The official detector is darknet YOLOv3 at 256×256 with objectness ≥ 0.5 and NMS IoU 0.4.
+Ultralytics detectors have no objectness: the threshold here is ultralytics' class confidence
+(``conf > detector_conf``, default 0.5), NMS IoU 0.4 per class, input 256 (for ``.pt`` models;
+exports with a fixed input size use theirs). The numbers therefore approximate the official ones;
+the detector and threshold are part of the metric id (``soa_c_yolov8n-int8-openvino_conf0.5``).
+
+Before ultralytics is first imported, this module sets (unless already set): ``YOLO_AUTOINSTALL=false``
+(no silent pip installs), ``ULTRALYTICS_SAFE_LOAD=1`` (``.pt`` files load with ``weights_only``
+and ultralytics' allow-list) and, when lafitebench is offline, ``YOLO_OFFLINE=1``; ultralytics'
+log lines are moved from stdout to stderr so JSON on stdout stays clean.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lafitebench import settings
+from lafitebench.data.soa import COCO80_NAMES, SOA_CLASSES, soa_class
+from lafitebench.errors import InputError, WeightsError
+from lafitebench.metrics.base import Batch
+from lafitebench.metrics.inception import resolve_device
+
+SOA_NMS_IOU = 0.4  # official (SOA's YOLOv3 evaluation)
+SOA_DETECTOR_SIZE = 256  # official: images resized to 256x256 for the detector
+DEFAULT_DETECTOR_CONF = 0.5  # mirrors objectness >= 0.5 (an approximation, see module docstring)
+
+SOA_NOTES = (
+    "SOA-C = mean over present classes of per-class detection accuracy, SOA-I = image-weighted mean, in %. "
+    "Official: darknet YOLOv3, 256x256, objectness>=0.5, NMS IoU 0.4. Here: ultralytics detector, class "
+    "confidence > threshold (no objectness), per-class NMS IoU 0.4: an approximation of the official numbers."
+)
+
+
+def _import_ultralytics():
+    """Import ultralytics with safe defaults (see module docstring); return the ``YOLO`` class."""
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
+    if settings.offline():
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+    from ultralytics import YOLO
+    from ultralytics.utils import LOGGER
+
+    for h in LOGGER.handlers:
+        if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) is sys.stdout:
+            h.setStream(sys.stderr)
+    return YOLO
+
+
+# --------------------------------------------------------------------------------------------
+# Pure numerics
+# --------------------------------------------------------------------------------------------
+
+
+def soa_from_detections(
+    per_image_classes: Sequence[Iterable[int]], per_image_target: Sequence[int]
+) -> tuple[float, float, pd.DataFrame]:
+    """SOA-C, SOA-I (percent) and the per-class table from detections.
+
+    Args:
+        per_image_classes: for each image, the COCO class ids (0..79) detected in it.
+        per_image_target: for each image, the class id it was generated for.
+
+    Returns:
+        ``(soa_c, soa_i, per_class)``; ``per_class`` has one row per class 0..79 with columns
+        ``class_index, class_key, name, present, n_images, n_detected, acc`` (acc in %, NaN when
+        the class has no images). SOA-C averages the present classes only.
+
+    Raises:
+        InputError: lengths differ, no images, or a target outside 0..79.
+    """
+    if len(per_image_classes) != len(per_image_target):
+        raise InputError(f"{len(per_image_classes)} detection sets for {len(per_image_target)} targets")
+    if not per_image_target:
+        raise InputError("SOA: no images")
+    n = np.zeros(len(SOA_CLASSES), dtype=np.int64)
+    hit = np.zeros(len(SOA_CLASSES), dtype=np.int64)
+    for found, target in zip(per_image_classes, per_image_target):
+        t = int(target)
+        if not 0 <= t < len(SOA_CLASSES):
+            raise InputError(f"SOA target class {target} is outside 0..79")
+        n[t] += 1
+        hit[t] += int(t in {int(c) for c in found})
+    present = n > 0
+    acc = np.full(len(SOA_CLASSES), np.nan)
+    acc[present] = 100.0 * hit[present] / n[present]
+    table = pd.DataFrame(
+        {
+            "class_index": np.arange(len(SOA_CLASSES)),
+            "class_key": [c.key for c in SOA_CLASSES],
+            "name": [c.coco_name for c in SOA_CLASSES],
+            "present": present,
+            "n_images": n,
+            "n_detected": hit,
+            "acc": acc,
+        }
+    )
+    soa_c = float(acc[present].mean())
+    soa_i = float(100.0 * hit.sum() / n.sum())
+    return soa_c, soa_i, table
+
+
+def detector_id(spec: str | Path) -> str:
+    """Short detector name for metric ids: ``yolov8n.pt`` → ``yolov8n``,
+    ``yolov8n_int8_openvino_model/`` → ``yolov8n-int8-openvino``."""
+    name = Path(str(spec).rstrip("/")).name
+    for suffix in (".pt", ".onnx", ".engine", ".torchscript"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    if name.endswith("_model"):
+        name = name[: -len("_model")]
+    return name.replace("_", "-").lower()
+
+
+def soa_metric_ids(detector: str | Path, conf: float) -> tuple[str, str]:
+    """``(soa_c_<detector>_conf<t>, soa_i_<detector>_conf<t>)``."""
+    d = detector_id(detector)
+    return f"soa_c_{d}_conf{conf:g}", f"soa_i_{d}_conf{conf:g}"
+
+
+# --------------------------------------------------------------------------------------------
+# Detector
+# --------------------------------------------------------------------------------------------
+
+
+class Detector:
+    """An ultralytics COCO detector returning, per image, the set of detected class ids.
+
+    ``spec`` is a weights name (``yolov8n.pt``, resolved by ``lafitebench.weights.resolve``), a
+    ``.pt`` file, or an exported model folder (e.g. ``*_openvino_model``, needs ``openvino``).
+    The detector's 80 class names must be COCO's, in COCO order.
+
+    Raises:
+        WeightsError: weights missing/corrupt, a ``.pt`` outside ultralytics' safe-load allow-list,
+            a backend package missing, or a detector whose classes are not COCO's 80.
+        InputError: a confidence threshold outside (0, 1).
+    """
+
+    def __init__(
+        self, spec: str | Path, conf: float = DEFAULT_DETECTOR_CONF, iou: float = SOA_NMS_IOU,
+        imgsz: int = SOA_DETECTOR_SIZE, device: str | torch.device = "cpu",
+    ) -> None:
+        if not 0.0 < float(conf) < 1.0:
+            raise InputError(f"detector_conf must be in (0, 1), got {conf}")
+        self.conf, self.iou, self.requested_imgsz = float(conf), float(iou), int(imgsz)
+        self.device = str(device)
+        self.resolved = resolve_detector(spec)
+        path = Path(self.resolved.path)
+        yolo_cls = _import_ultralytics()
+        if path.suffix == ".pt":
+            _check_pt_safe(path)
+        try:
+            self.model = yolo_cls(str(path), task="detect")
+        except (TypeError, RuntimeError, ValueError, ModuleNotFoundError, ImportError, FileNotFoundError) as exc:
+            raise WeightsError(
+                f"could not load detector {path}: {exc}. Use an official ultralytics COCO detector "
+                "(e.g. yolov8n.pt) or an exported model folder"
+            ) from exc
+        names = self.model.names
+        got = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
+        if got != COCO80_NAMES:
+            raise WeightsError(
+                f"detector {path} does not have COCO's 80 classes in COCO order (got {len(got)} classes: "
+                f"{', '.join(map(str, got[:5]))}, ...); SOA needs a COCO-trained detector"
+            )
+        self.is_pt = path.suffix == ".pt"
+        self.name = detector_id(spec)
+        self.imgsz: Any = None  # the input size ultralytics actually used (known after the first call)
+
+    def detect(self, images_uint8: torch.Tensor) -> list[set[int]]:
+        """Detected COCO class ids for each uint8 RGB NCHW image.
+
+        Images go to ultralytics as BGR HWC numpy arrays (its convention for arrays, the same
+        path as image files read with OpenCV); it letterboxes them to the detector's input size.
+        """
+        if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4 or images_uint8.shape[1] != 3:
+            raise InputError(f"detector input must be uint8 [N,3,H,W] RGB, got {images_uint8.dtype} {tuple(images_uint8.shape)}")
+        if images_uint8.shape[0] == 0:
+            return []
+        bgr = images_uint8.flip(1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+        kwargs: dict[str, Any] = dict(conf=self.conf, iou=self.iou, verbose=False, max_det=300)
+        if self.is_pt:
+            kwargs.update(imgsz=self.requested_imgsz, device=self.device)
+        results = self.model.predict(list(bgr), **kwargs)
+        if self.imgsz is None and getattr(self.model, "predictor", None) is not None:
+            size = self.model.predictor.imgsz
+            self.imgsz = list(size) if isinstance(size, (list, tuple)) else size
+        return [set(int(c) for c in r.boxes.cls.tolist()) for r in results]
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "detector": self.name,
+            "detector_path": str(self.resolved.path),
+            "detector_sha256": self.resolved.sha256,
+            "detector_verified": bool(self.resolved.verified),
+            "detector_conf": self.conf,
+            "nms_iou": self.iou,
+            "detector_input_size": self.imgsz if self.imgsz is not None else self.requested_imgsz,
+            "detector_input_size_requested": self.requested_imgsz,
+        }
+
+
+def _check_pt_safe(path: Path) -> None:
+    """Refuse a ``.pt`` that needs anything outside ultralytics' weights-only allow-list (whatever
+    ``ULTRALYTICS_SAFE_LOAD`` was when ultralytics was imported): nothing in it gets to run."""
+    from ultralytics.nn.tasks import _SafeLoad, torch_safe_load
+
+    if not _SafeLoad.SUPPORTED:
+        raise WeightsError(f"cannot load {path} safely: restricted ultralytics loading needs torch >= 2.6")
+    try:
+        torch_safe_load(str(path), safe_only=True)
+    except (TypeError, RuntimeError, EOFError, ValueError) as exc:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) if zipfile.is_zipfile(path) else []
+        raise WeightsError(
+            f"refusing detector file {path}: not a checkpoint ultralytics can load without running code from it "
+            f"({exc}){'; it references ' + ', '.join(unsafe[:5]) if unsafe else ''}"
+        ) from exc
+
+
+def resolve_detector(spec: str | Path):
+    """``ResolvedWeights`` of a detector name/file/folder (a folder export is hashed as a tree).
+
+    Raises:
+        WeightsError: missing or corrupt weights; an OpenVINO export without the ``openvino`` package.
+    """
+    from lafitebench import weights as weights_mod
+
+    if spec is None or str(spec) == "":
+        raise WeightsError("no detector given (detector option), e.g. 'yolov8n.pt' or an exported model folder")
+    resolved = weights_mod.resolve(str(spec))
+    path = Path(resolved.path)
+    if path.is_dir() and path.name.endswith("_openvino_model"):
+        try:
+            import openvino  # noqa: F401
+        except ImportError as exc:
+            raise WeightsError(
+                f"detector {path} is an OpenVINO export and needs the 'openvino' package (pip install openvino)"
+            ) from exc
+    return resolved
+
+
+# --------------------------------------------------------------------------------------------
+# Accumulator
+# --------------------------------------------------------------------------------------------
+
+
+def _targets(batch: Batch) -> list[int]:
+    n = batch.images.shape[0]
+    classes = list(batch.soa_classes)
+    missing = [i for i in range(n) if i >= len(classes) or not classes[i]]
+    if missing:
+        files = ", ".join(batch.files[i] for i in missing[:3] if i < len(batch.files))
+        raise InputError(
+            f"SOA: {len(missing)} images have no SOA class (e.g. {files}); generate the SOA split "
+            "(lafitebench.data.soa.soa_split) and give a samples manifest with a 'soa_class' column"
+        )
+    return [soa_class(c).index for c in classes[:n]]
+
+
+class SoaAccumulator:
+    """Streams images with their SOA class through a detector; ``compute()`` gives SOA-C/SOA-I.
+
+    Built from an ``EvalConfig`` (fields ``detector``, ``detector_conf``, ``device``,
+    ``batch_size``); the detector is loaded on the first batch.
+    """
+
+    name = "soa"
+    higher_is_better = True
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        conf = getattr(config, "detector_conf", None)
+        self.conf = DEFAULT_DETECTOR_CONF if conf is None else float(conf)
+        if not 0.0 < self.conf < 1.0:
+            raise InputError(f"detector_conf must be in (0, 1), got {self.conf}")
+        self.detector_spec = config.detector
+        self._detector: Detector | None = None
+        self._found: list[set[int]] = []
+        self._targets: list[int] = []
+        self._files: list[str] = []
+
+    @classmethod
+    def check(cls, config: Any, samples: Any) -> None:
+        """Cheap checks before expensive work: every sample has a known SOA class, the detector
+        weights resolve (and its backend is installed), the threshold is valid.
+
+        Raises:
+            InputError: samples without/with unknown SOA classes, or a bad threshold.
+            WeightsError: detector weights missing/corrupt or backend package missing.
+        """
+        items = list(getattr(samples, "items", []))
+        missing = [it for it in items if not getattr(it, "soa_class", None)]
+        if missing:
+            shown = ", ".join(str(it.path) for it in missing[:3])
+            raise InputError(
+                f"SOA: {len(missing)} of {len(items)} images in {getattr(samples, 'name', 'samples')} have no SOA "
+                f"class (e.g. {shown}); give a samples manifest with a 'soa_class' column (see soa_split)"
+            )
+        for it in items:
+            soa_class(it.soa_class)
+        conf = getattr(config, "detector_conf", None)
+        if conf is not None and not 0.0 < float(conf) < 1.0:
+            raise InputError(f"detector_conf must be in (0, 1), got {conf}")
+        resolve_detector(config.detector)
+
+    @property
+    def detector(self) -> Detector:
+        if self._detector is None:
+            device = resolve_device(getattr(self.config, "device", "cpu"))
+            self._detector = Detector(self.detector_spec, conf=self.conf, device=device)
+        return self._detector
+
+    def update(self, batch: Batch) -> None:
+        """Detect objects in ``batch.images`` and record whether each image's class was found.
+
+        Raises:
+            InputError: an image without a (known) SOA class.
+        """
+        targets = _targets(batch)
+        if not targets:
+            return
+        bs = int(getattr(self.config, "batch_size", 0) or len(targets))
+        for s in range(0, len(targets), bs):
+            self._found.extend(self.detector.detect(batch.images[s : s + bs]))
+        self._targets.extend(targets)
+        self._files.extend(batch.files)
+
+    def per_image(self) -> pd.DataFrame:
+        """file, class_key, detected (bool), classes found — one row per image."""
+        return pd.DataFrame(
+            {
+                "file": self._files,
+                "class_key": [SOA_CLASSES[t].key for t in self._targets],
+                "detected": [t in f for t, f in zip(self._targets, self._found)],
+                "found": [sorted(f) for f in self._found],
+            }
+        )
+
+    def compute(self) -> dict[str, Any]:
+        """SOA-C and SOA-I (percent) with the per-class table, absent classes and detector provenance.
+
+        Raises:
+            InputError: no images were evaluated.
+        """
+        if not self._targets:
+            raise InputError("SOA: no images were evaluated (empty sample set?)")
+        soa_c, soa_i, table = soa_from_detections(self._found, self._targets)
+        present = table[table.present]
+        absent = table[~table.present]
+        id_c, id_i = soa_metric_ids(self.detector_spec, self.conf)
+        names = list(absent.name)
+        absent_names = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "") or "none"
+        denominator = f"SOA-C over {len(present)} of {len(SOA_CLASSES)} classes; absent: {absent_names}"
+        det = self.detector.provenance()
+        where = f"{det['detector']} conf>{self.conf:g}, NMS IoU {det['nms_iou']:g}, input {det['detector_input_size']}"
+        n = int(table.n_images.sum())
+        rows = [
+            {"metric_id": id_c, "metric": "SOA-C", "value": soa_c, "std": None, "n": n, "higher_is_better": True,
+             "notes": f"{where}; {denominator}; mean of per-class detection accuracy (%), approximation of "
+                      "the official YOLOv3 protocol"},
+            {"metric_id": id_i, "metric": "SOA-I", "value": soa_i, "std": None, "n": n, "higher_is_better": True,
+             "notes": f"{where}; image-weighted accuracy (%) over {n} images in {len(present)} classes; "
+                      "approximation of the official YOLOv3 protocol"},
+        ]
+        return {
+            "rows": rows,
+            "metric_id": id_c,
+            "metric_id_soa_i": id_i,
+            "metric": "soa",
+            "soa_c": soa_c,
+            "soa_i": soa_i,
+            "n": n,
+            "n_classes": int(len(present)),
+            "absent_classes": list(absent.class_key),
+            "denominator": denominator,
+            "higher_is_better": True,
+            "per_class": table,
+            **det,
+            "notes": f"{SOA_NOTES} {denominator}.",
+        }
