@@ -395,7 +395,8 @@ def encode_text(
         tokens = tokenizer(captions[s : s + batch_size]).to(device)
         feats.append(F.normalize(model.encode_text(tokens).float(), dim=-1))
     if not feats:
-        return torch.empty(0, getattr(model, "embed_dim", 0) or 0, device=device), 0
+        dim = int(model.text_projection.shape[-1]) if torch.is_tensor(getattr(model, "text_projection", None)) else 0
+        return torch.empty(0, dim, device=device), 0
     return torch.cat(feats), n_truncated
 
 
