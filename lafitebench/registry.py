@@ -10,10 +10,12 @@ import difflib
 import importlib
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+from .errors import LafitebenchError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(LafitebenchError, KeyError):
     """Raised for a name that is not in a registry; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly
