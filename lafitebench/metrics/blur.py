@@ -39,6 +39,7 @@ class BlurPreset:
     description: str
     requantise: str
     sigma: Callable[[int], float]
+    effective_sigma: Callable[[int], float]
     apply: Callable[[torch.Tensor, int], torch.Tensor]
 
 
@@ -63,6 +64,17 @@ def lafite_sigma(k: int) -> float:
     """sigma = sqrt(((2k+1)^2 - 1) / 12): the std of a uniform box of width 2k+1 (LAFITE's choice)."""
     k = _check_level(k)
     return math.sqrt(((2 * k + 1) ** 2 - 1) / 12.0)
+
+
+def lafite_effective_sigma(k: int) -> float:
+    """Standard deviation of the truncated, normalised (2k+1)-tap kernel actually applied."""
+    k = _check_level(k)
+    if k == 0:
+        return 0.0
+    x = np.arange(-k, k + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (x / lafite_sigma(k)) ** 2)
+    w /= w.sum()
+    return float(math.sqrt((w * x ** 2).sum()))
 
 
 def lafite_blur(images: torch.Tensor, k: int) -> torch.Tensor:
@@ -128,6 +140,17 @@ def _box_pass_last_dim(x: torch.Tensor, r: int, ww: int, fw: int) -> torch.Tenso
     return (win * ww + far * fw + (1 << 23)) >> 24
 
 
+def pil_effective_sigma(k: int, passes: int = 3) -> float:
+    """Standard deviation of Pillow's ``passes``-fold extended box kernel for radius ``k``."""
+    k = _check_level(k)
+    if k == 0:
+        return 0.0
+    r, ww, fw = _box_weights(pil_box_radius(float(k), passes))
+    total = ww * (2 * r + 1) + 2 * fw
+    var = (ww * 2 * sum(i * i for i in range(1, r + 1)) + 2 * fw * (r + 1) ** 2) / total
+    return float(math.sqrt(passes * var))
+
+
 def pil_blur(images: torch.Tensor, k: int, passes: int = 3) -> torch.Tensor:
     """Blur like ``PIL.ImageFilter.GaussianBlur(radius=k)`` on every RGB image of a uint8 batch.
 
@@ -154,6 +177,7 @@ BLUR_PRESETS.register("lafite", BlurPreset(
                 "(LAFITE author's code)",
     requantise="torch.round (half to even) of the float32 convolution, then uint8",
     sigma=lafite_sigma,
+    effective_sigma=lafite_effective_sigma,
     apply=lafite_blur,
 ))
 BLUR_PRESETS.register("pil", BlurPreset(
@@ -161,6 +185,7 @@ BLUR_PRESETS.register("pil", BlurPreset(
     description="PIL ImageFilter.GaussianBlur(radius=k): 3+3 passes of extended box blur, edge replicate",
     requantise="uint8 after every box pass, fixed point rounding half up (as Pillow)",
     sigma=lambda k: float(_check_level(k)),
+    effective_sigma=pil_effective_sigma,
     apply=pil_blur,
 ))
 

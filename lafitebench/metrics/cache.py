@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ class RefStatsCache:
                     return None
                 stats = FidStats(mu=z["mu"].astype(np.float64), sigma=z["sigma"].astype(np.float64), n=int(z["n"]))
                 feats = z["features"].astype(np.float32) if CONTENT_KID in payload["contents"] else None
-        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None  # unreadable or truncated: recomputed and overwritten by the caller
         if CONTENT_KID in payload["contents"] and (feats is None or len(feats) != stats.n):
             return None

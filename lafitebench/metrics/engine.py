@@ -484,7 +484,8 @@ def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = No
             ds = ipass.moments[k].stats()
             value = fid_from_stats(ds, ref_stats[k].stats)
             preset = BLUR_PRESETS.get(config.blur_preset) if k else None
-            blur_txt = f"blur {config.blur_preset} k={k} (sigma={preset.sigma(k):.4g})" if k else "no blur"
+            blur_txt = (f"blur {config.blur_preset} k={k} (sigma {preset.sigma(k):.3g}, effective "
+                        f"{preset.effective_sigma(k):.3g}), re-quantised to uint8" if k else "no blur")
             rows.append({"metric_id": fid_metric_id(n_used, k, config.blur_preset), "metric": f"FID-{k}",
                          "value": value, "std": float("nan"), "n": n_used, "higher_is_better": False,
                          "notes": f"{blur_txt}; reference {ref_name} ({ref_n} images); {w_short} pool3"})
@@ -551,6 +552,7 @@ def _provenance(config: EvalConfig, names: list[str], samples: Any, reference: A
             "requantise": preset.requantise if preset else None,
             "levels": levels,
             "sigma": {str(k): (preset.sigma(k) if (preset and k) else 0.0) for k in levels},
+            "effective_sigma": {str(k): (preset.effective_sigma(k) if (preset and k) else 0.0) for k in levels},
             "applied_to": "uint8 images at the evaluation resolution, before Inception's resize; both sets",
         }
         prov["seeds"] = {"is_shuffle": config.seed if ("is" in names and config.isc_shuffle) else None,

@@ -1,0 +1,318 @@
+"""The evaluation engine: one pass, torch-fidelity equivalence end to end, cache, errors before work."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from lafitebench.data.datasets import coco_mini, folder_set
+from lafitebench.errors import InputError, WeightsError
+from lafitebench.metrics import engine as eng
+from lafitebench.metrics.cache import STATS_VERSION, RefStatsCache, refstats_key
+from lafitebench.metrics.engine import METRICS, EvalConfig, evaluate, reference_statistics
+from lafitebench.metrics.inception import InceptionExtractor, save_random_inception_weights
+
+RES = 64
+N = 12
+
+
+def _rel(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(b), 1e-300)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    d = tmp_path_factory.mktemp("w")
+    return save_random_inception_weights(d / "r0.pth", seed=0), save_random_inception_weights(d / "r1.pth", seed=1)
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    """Two folders of 12 real 64² PNGs each (bundled coco-mini photos)."""
+    s = coco_mini(RES)
+    imgs = torch.cat([b.images for b in s.subset(range(2 * N)).loader(2 * N)])
+    root = tmp_path_factory.mktemp("sets")
+    out = []
+    for name, part in (("a", imgs[:N]), ("b", imgs[N:])):
+        d = root / name
+        d.mkdir()
+        for i, im in enumerate(part):
+            Image.fromarray(im.permute(1, 2, 0).numpy()).save(d / f"{i:03d}.png")
+        out.append(d)
+    return out
+
+
+def _sets(dirs):
+    return folder_set(dirs[0], resolution=RES), folder_set(dirs[1], resolution=RES)
+
+
+def _cfg(weights, **kw) -> EvalConfig:
+    base = dict(metrics=["fid"], fid_blur=[0], resolution=RES, inception_weights=str(weights[0]), device="cpu",
+                kid_subset_size=6, kid_subsets=10, isc_splits=3, progress=False, use_cache=False)
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+def _value(res, metric: str) -> float:
+    return float(res.table.set_index("metric").loc[metric, "value"])
+
+
+@pytest.fixture(scope="module")
+def exact_result(weights, dirs):
+    a, b = _sets(dirs)
+    return evaluate(a, b, _cfg(weights, metrics=["is", "fid", "kid"], fid_blur=[0, 2], inception_channels_last=False))
+
+
+# --- end-to-end equivalence ----------------------------------------------------------------------
+
+def test_engine_equals_torch_fidelity(exact_result, weights, dirs, tmp_path):
+    import torch_fidelity
+
+    common = dict(cuda=False, feature_extractor_weights_path=str(weights[0]), verbose=False, cache=False,
+                  save_cpu_ram=True)
+    tf0 = torch_fidelity.calculate_metrics(input1=str(dirs[0]), input2=str(dirs[1]), isc=True, fid=True, kid=True,
+                                           isc_splits=3, kid_subset_size=6, kid_subsets=10, **common)
+    # FID-2 the naive way: blurred PNG copies (LAFITE's torchvision transform), then torch-fidelity
+    k = 2
+    tblur = torchvision.transforms.GaussianBlur(2 * k + 1, sigma=math.sqrt(((2 * k + 1) ** 2 - 1) / 12))
+    blurred = []
+    for d in dirs:
+        out = tmp_path / f"{d.name}_blur{k}"
+        out.mkdir()
+        for f in sorted(d.glob("*.png")):
+            x = torch.from_numpy(np.array(Image.open(f))).permute(2, 0, 1)
+            Image.fromarray(tblur(x).permute(1, 2, 0).numpy()).save(out / f.name)
+        blurred.append(str(out))
+    tf2 = torch_fidelity.calculate_metrics(input1=blurred[0], input2=blurred[1], fid=True, **common)
+
+    r = exact_result
+    assert _rel(_value(r, "FID-0"), tf0["frechet_inception_distance"]) <= 1e-6
+    assert _rel(_value(r, "FID-2"), tf2["frechet_inception_distance"]) <= 1e-6
+    assert _rel(_value(r, "IS"), tf0["inception_score_mean"]) <= 1e-6
+    assert _rel(_value(r, "KID"), tf0["kernel_inception_distance_mean"]) <= 1e-6
+    t = r.table.set_index("metric")
+    assert _rel(float(t.loc["IS", "std"]), tf0["inception_score_std"]) <= 1e-6
+    assert _rel(float(t.loc["KID", "std"]), tf0["kernel_inception_distance_std"]) <= 1e-6
+
+
+def test_table_and_provenance(exact_result, weights):
+    t = exact_result.table
+    assert list(t.columns) == ["metric_id", "metric", "value", "std", "n", "higher_is_better", "notes"]
+    assert list(t.metric_id) == ["is12_3splits_shuffled", "fid12_blur0", "fid12_blur2_lafite", "kid12_s6x10"]
+    assert list(t.metric) == ["IS", "FID-0", "FID-2", "KID"]
+    assert list(t.higher_is_better) == [True, False, False, False]
+    assert (t.n == N).all()
+    p = exact_result.provenance
+    assert p["inception"]["sha256"] == InceptionExtractor(weights[0], device="cpu", logits=False).sha256
+    assert p["inception"]["channels_last"] is False and p["inception"]["has_classifier"] is True
+    assert p["inputs"]["samples"]["n"] == N and len(p["inputs"]["samples"]["fingerprint"]) == 64
+    assert p["inputs"]["reference"]["fingerprint"] != p["inputs"]["samples"]["fingerprint"]
+    assert p["blur"]["preset"] == "lafite" and p["blur"]["levels"] == [0, 2]
+    assert p["blur"]["effective_sigma"]["2"] == pytest.approx(1.17, abs=0.01)
+    assert p["seeds"] == {"is_shuffle": 2020, "kid_subsets": 2020}
+    assert {"torch", "torch-fidelity", "numpy", "scipy", "open_clip_torch", "ultralytics"} <= set(p["libraries"])
+    assert p["lafitebench_version"] and p["date"]
+    assert p["cache"]["enabled"] is False and p["cache"]["misses"] == [0, 2]
+    # one pass: each sample image went through Inception once per blur level
+    assert p["inception_pass"]["sample_forwards"] == 2 * N and p["inception_pass"]["reference_forwards"] == 2 * N
+
+
+def test_metric_ids():
+    assert eng.count_tag(30000) == "30k" and eng.count_tag(50) == "50" and eng.count_tag(1500) == "1500"
+    assert eng.fid_metric_id(30000, 2, "lafite") == "fid30k_blur2_lafite"
+    assert eng.fid_metric_id(30000, 0, "pil") == "fid30k_blur0"
+    assert eng.is_metric_id(30000, 10, False) == "is30k_10splits_ordered"
+    assert eng.kid_metric_id(5000, 1000, 100) == "kid5k_s1000x100"
+
+
+def test_batch_size_and_workers_do_not_change_results(exact_result, weights, dirs):
+    a, b = _sets(dirs)
+    r = evaluate(a, b, _cfg(weights, metrics=["is", "fid", "kid"], fid_blur=[0, 2], inception_channels_last=False,
+                            batch_size=5, num_workers=1))
+    for m in ("IS", "FID-0", "FID-2", "KID"):
+        assert _rel(_value(r, m), _value(exact_result, m)) <= 1e-6, m  # float32 conv blocking differs
+
+
+def test_set_against_itself(weights, dirs):
+    a, b = _sets(dirs)
+    r = evaluate(a, a, _cfg(weights))
+    fid_ab = evaluate(a, b, _cfg(weights, use_cache=True))  # shares nothing with the previous call
+    assert abs(_value(r, "FID-0")) < 1e-4 * _value(fid_ab, "FID-0")
+
+
+# --- reference cache -------------------------------------------------------------------------------
+
+def test_cache_hit_is_identical_and_skips_reference(weights, dirs):
+    a, b = _sets(dirs)
+    cfg = _cfg(weights, fid_blur=[0, 1], use_cache=True)
+    r1 = evaluate(a, b, cfg)
+    r2 = evaluate(a, b, cfg)
+    assert r1.provenance["cache"]["misses"] == [0, 1] and r1.provenance["cache"]["hits"] == []
+    assert r2.provenance["cache"]["hits"] == [0, 1] and r2.provenance["cache"]["misses"] == []
+    assert r2.provenance["inception_pass"]["reference_forwards"] == 0
+    pd.testing.assert_series_equal(r1.table["value"], r2.table["value"])
+
+
+def test_cache_keys_follow_settings(weights, dirs):
+    """Blur preset/level and weights change the key; level 0 is shared by presets; no stale entries."""
+    _, b = _sets(dirs)
+    cache = RefStatsCache()
+    cfg = _cfg(weights, use_cache=True)
+    ex0 = InceptionExtractor(weights[0], device="cpu", logits=False)
+    ex1 = InceptionExtractor(weights[1], device="cpu", logits=False)
+
+    stats, rep = reference_statistics(b, ex0, [0, 1], "lafite", False, cfg, cache)
+    assert rep["misses"] == [0, 1]
+    _, rep = reference_statistics(b, ex0, [0, 1], "lafite", False, cfg, cache)
+    assert rep["hits"] == [0, 1] and not rep["misses"]
+    _, rep = reference_statistics(b, ex0, [0, 1], "pil", False, cfg, cache)
+    assert rep["hits"] == [0] and rep["misses"] == [1]
+    _, rep = reference_statistics(b, ex0, [2], "lafite", False, cfg, cache)
+    assert rep["misses"] == [2]
+    _, rep = reference_statistics(b, ex1, [0], "lafite", False, cfg, cache)
+    assert rep["misses"] == [0]
+    # KID needs features: a FID-only entry does not serve it, a FID+KID entry serves both
+    kid_stats, rep = reference_statistics(b, ex0, [0], "lafite", True, cfg, cache)
+    assert rep["misses"] == [0] and kid_stats[0].features.shape == (N, 2048)
+    assert kid_stats[0].features.dtype == np.float32
+    assert np.array_equal(kid_stats[0].stats.mu, stats[0].stats.mu)
+
+
+def test_cache_never_serves_stale_or_corrupt(weights, dirs):
+    _, b = _sets(dirs)
+    cache = RefStatsCache()
+    cfg = _cfg(weights, use_cache=True)
+    ex = InceptionExtractor(weights[0], device="cpu", logits=False)
+    good, rep = reference_statistics(b, ex, [0, 1], "lafite", False, cfg, cache)
+    f0, f1 = rep["files"][0], rep["files"][1]
+    shutil.copyfile(f1, f0)  # right name, wrong content (the stored key differs)
+    with open(f1, "r+b") as fh:  # truncated file
+        fh.truncate(100)
+    again, rep = reference_statistics(b, ex, [0, 1], "lafite", False, cfg, cache)
+    assert rep["misses"] == [0, 1]
+    for k in (0, 1):
+        assert np.array_equal(again[k].stats.sigma, good[k].stats.sigma)
+    _, rep = reference_statistics(b, ex, [0, 1], "lafite", False, cfg, cache)
+    assert rep["hits"] == [0, 1]  # rewritten atomically
+
+
+def test_cache_key_payload():
+    args = dict(fingerprint="f" * 64, resolution=256, crop="center", blur_level=2,
+                inception={"weights_sha256": "a" * 64}, contents=["fid_stats"])
+    k1, payload = refstats_key(blur_preset="lafite", **args)
+    k2, _ = refstats_key(blur_preset="pil", **args)
+    assert k1 != k2 and payload["stats_version"] == STATS_VERSION
+    assert refstats_key(blur_preset="lafite", **{**args, "resolution": 128})[0] != k1
+    assert refstats_key(blur_preset="lafite", **{**args, "crop": "none"})[0] != k1
+    k0a, _ = refstats_key(blur_preset="lafite", **{**args, "blur_level": 0})
+    k0b, _ = refstats_key(blur_preset="pil", **{**args, "blur_level": 0})
+    assert k0a == k0b  # no blur: the preset does not matter
+
+
+# --- checks before any work -----------------------------------------------------------------------
+
+@pytest.fixture
+def no_forward(monkeypatch):
+    def boom(self, images):
+        raise AssertionError("Inception ran before the inputs were checked")
+
+    monkeypatch.setattr(InceptionExtractor, "__call__", boom)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(metrics=["kid"], kid_subset_size=1000), "KID subset size 1000 is larger than a set"),
+    (dict(metrics=["is"], isc_splits=20), "at least 20 images"),
+    (dict(metrics=["fdi"]), "Did you mean 'fid'"),
+    (dict(metrics=["fid"], fid_blur=[-1]), "non-negative"),
+    (dict(metrics=["fid"], fid_blur=[2], blur_preset="gauss"), "blur_preset"),
+    (dict(metrics=["clip"]), "caption"),
+    (dict(metrics=["soa"]), "SOA class"),
+    (dict(metrics=["fid"], resolution=128), "decoded at 64"),
+])
+def test_input_errors_before_work(weights, dirs, no_forward, kw, match):
+    a, b = _sets(dirs)
+    with pytest.raises(InputError, match=match):
+        evaluate(a, b, _cfg(weights, **kw))
+
+
+def test_reference_required_and_fid_needs_two_images(weights, dirs, no_forward):
+    a, b = _sets(dirs)
+    with pytest.raises(InputError, match="need a reference set"):
+        evaluate(a, None, _cfg(weights, metrics=["fid"]))
+    with pytest.raises(InputError, match="at least 2 images"):
+        evaluate(a, b.subset([0]), _cfg(weights, metrics=["fid"]))
+
+
+def test_weights_errors_before_work(weights, dirs, no_forward, tmp_path):
+    a, b = _sets(dirs)
+    sd = torch.load(weights[0], weights_only=True)
+    sd["fc.weight"].zero_()
+    torch.save(sd, tmp_path / "pool3.pth")
+    with pytest.raises(WeightsError, match="Inception Score cannot be computed"):
+        evaluate(a, b, _cfg(weights, metrics=["fid", "is"], inception_weights=str(tmp_path / "pool3.pth")))
+    with pytest.raises(WeightsError, match="weights-inception-2015-12-05-6726825d.pth"):  # offline, not cached
+        evaluate(a, b, _cfg(weights, inception_weights=None))
+
+
+@pytest.fixture
+def bad_samples(dirs, tmp_path):
+    bad_dir = tmp_path / "bad"
+    shutil.copytree(dirs[0], bad_dir)
+    (bad_dir / "005.png").write_bytes(b"not a png at all")
+    return folder_set(bad_dir, resolution=RES)
+
+
+def test_bad_images_fail_before_work(weights, dirs, bad_samples, no_forward):
+    with pytest.raises(InputError, match="005.png"):
+        evaluate(bad_samples, _sets(dirs)[1], _cfg(weights))
+
+
+def test_bad_images_skipped_on_request(weights, dirs, bad_samples):
+    r = evaluate(bad_samples, _sets(dirs)[1], _cfg(weights, skip_bad=True))
+    assert int(r.table.n[0]) == N - 1 and r.table.metric_id[0] == f"fid{N - 1}_blur0"
+    assert any(f.endswith("005.png") for f in r.provenance["inputs"]["samples"]["skipped"])
+
+
+# --- registry and other accumulators --------------------------------------------------------------
+
+def test_metrics_registry():
+    assert set(METRICS.names()) == {"fid", "kid", "is", "clip", "soa"}
+    assert METRICS.canonical_name("isc") == "is"
+    assert METRICS.get("clip").__name__ == "ClipScoreAccumulator"
+    assert METRICS.get("soa").__name__ == "SoaAccumulator"
+
+
+class _CountingAccumulator:
+    """Stand-in for CLIP/SOA: sees the same decoded batches, returns two rows and a per-class table."""
+
+    def __init__(self, config):
+        self.n = 0
+        self.checksum = 0
+
+    def update(self, batch):
+        self.n += batch.images.shape[0]
+        self.checksum += int(batch.images.to(torch.int64).sum())
+
+    def compute(self):
+        rows = [{"metric_id": "dummy_a", "metric": "A", "value": float(self.n), "std": None, "n": self.n,
+                 "higher_is_better": True, "notes": ""},
+                {"metric_id": "dummy_b", "metric": "B", "value": float(self.checksum), "n": self.n,
+                 "higher_is_better": False}]
+        return {"rows": rows, "per_class": pd.DataFrame({"c": [1]}), "extra": np.int64(3)}
+
+
+def test_other_accumulators_get_every_batch(monkeypatch, dirs, weights, no_forward):
+    monkeypatch.setitem(METRICS._entries, "dummy", _CountingAccumulator)
+    a, _ = _sets(dirs)
+    r = evaluate(a, None, _cfg(weights, metrics=["dummy"], batch_size=5))
+    expected = sum(int(bt.images.to(torch.int64).sum()) for bt in a.loader(12))
+    t = r.table.set_index("metric_id")
+    assert t.loc["dummy_a", "value"] == N and t.loc["dummy_b", "value"] == expected
+    assert list(r.per_class.c) == [1] and r.provenance["accumulators"]["dummy"]["extra"] == 3
+    assert "inception" not in r.provenance  # no Inception metric requested: network not loaded
