@@ -87,6 +87,7 @@ def fast_features(images, weights_file):
 
 # --- equivalence with torch-fidelity ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_exact_path_equals_torch_fidelity(exact_features, torch_fidelity_metrics):
     a, b = exact_features
     tf = torch_fidelity_metrics

@@ -423,16 +423,16 @@ def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = No
         cls = METRICS.get(n)
         if hasattr(cls, "check"):
             cls.check(config, samples)
+    if not config.skip_bad:  # headers only: cheap, and names every unreadable file at once
+        samples.validate(quick=True)
+        if reference is not None and needs_ref:
+            reference.validate(quick=True)
     extractor = None
     if inception_names:
         extractor = load_inception(config.inception_weights, device=config.device, logits=want_is,
                                    progress=config.progress, channels_last=config.inception_channels_last)
     for n in other_names:
         accumulators[n] = METRICS.get(n)(config)
-    if not config.skip_bad:
-        samples.validate(quick=True)
-        if reference is not None and needs_ref:
-            reference.validate(quick=True)
 
     sample_levels = sorted(set(levels) | ({0} if (want_is or want_kid) else set()))
     ref_levels = sorted(set(levels) | ({0} if want_kid else set()))
