@@ -80,7 +80,7 @@ def exact_features(images, weights_file):
 
 @pytest.fixture(scope="module")
 def fast_features(images, weights_file):
-    ex = InceptionExtractor(weights_file, device="cpu", logits=True)  # default: channels-last on CPU
+    ex = InceptionExtractor(weights_file, device="cpu", logits=True, channels_last=True)  # the --channels-last option
     assert ex.channels_last
     return ex(images[:N_A]), ex(images[N_A:])
 
@@ -172,11 +172,11 @@ def test_set_against_itself_is_zero():
     assert abs(fid_from_stats(s, s)) <= 1e-9 * np.trace(s.sigma)
 
 
-def test_batch_size_independence(images, weights_file, fast_features):
+def test_batch_size_independence(images, weights_file, exact_features):
     ex = InceptionExtractor(weights_file, device="cpu", logits=True)
     parts = [ex(images[:N_A][i:i + 5]) for i in range(0, N_A, 5)]
     pool3 = torch.cat([p.pool3 for p in parts])
-    ref = fast_features[0].pool3
+    ref = exact_features[0].pool3
     assert torch.allclose(pool3, ref, rtol=1e-5, atol=1e-6 * ref.abs().max().item())
     moments = FeatureMoments()
     for p in parts:
@@ -186,11 +186,11 @@ def test_batch_size_independence(images, weights_file, fast_features):
     assert np.allclose(s.mu, t.mu, rtol=1e-5) and np.allclose(s.sigma, t.sigma, rtol=1e-4, atol=1e-6 * np.abs(t.sigma).max())
 
 
-def test_deterministic(images, weights_file, fast_features):
-    ex = InceptionExtractor(weights_file, device="cpu", logits=True)
+def test_deterministic(images, weights_file, exact_features):
+    ex = InceptionExtractor(weights_file, device="cpu", logits=True)  # default layout = torch-fidelity's
     out = ex(images[:N_A])
-    assert torch.equal(out.pool3, fast_features[0].pool3)
-    assert torch.equal(out.logits, fast_features[0].logits)
+    assert torch.equal(out.pool3, exact_features[0].pool3)
+    assert torch.equal(out.logits, exact_features[0].logits)
 
 
 def test_streaming_moments_equal_numpy(exact_features):

@@ -51,9 +51,9 @@ class EvalConfig:
         batch_size, num_workers: decoding / forward batching (results do not depend on them).
         device: ``auto`` (CUDA if available), ``cpu``, ``cuda``...
         inception_weights: a registered name, a local file, or None for ``inception-2015-12-05``.
-        inception_channels_last: run Inception convolutions channels-last (None: on CPU only).
-            About 2x faster on CPU; features differ from torch-fidelity's default layout by
-            float32 rounding (FID ~1e-8 relative). False gives torch-fidelity's exact numbers.
+        inception_channels_last: run Inception convolutions channels-last (off by default, so
+            results equal torch-fidelity's). About 2x faster on CPU; features then differ from
+            torch-fidelity's by float32 rounding (FID ~1e-8 relative with the real weights).
         clip_model, clip_pretrained, clip_weights: CLIP scorer (see clip_score).
         detector, detector_conf: SOA detector name/path and confidence threshold.
         kid_subset_size, kid_subsets: KID protocol (torch-fidelity defaults 1000 x 100).
@@ -73,7 +73,7 @@ class EvalConfig:
     num_workers: int = 0
     device: str = "auto"
     inception_weights: str | None = None
-    inception_channels_last: bool | None = None
+    inception_channels_last: bool = False
     clip_model: str = "ViT-B-32"
     clip_pretrained: str | None = "openai"
     clip_weights: str | None = None

@@ -79,7 +79,7 @@ class InceptionExtractor:
             has no classifier.
         channels_last: run convolutions in channels-last memory format (about 2x faster on
             CPU with oneDNN; features differ from the default layout by float32 rounding only,
-            ~1e-6 relative). Default: True on CPU, False on CUDA.
+            ~1e-6 relative). Default (None/False): off, so the numbers equal torch-fidelity's.
 
     Raises:
         WeightsError: unreadable file, keys that do not match the network, or missing classifier
@@ -120,7 +120,7 @@ class InceptionExtractor:
             raise WeightsError(f"Inception weights {path} do not match torch-fidelity's "
                                f"FeatureExtractorInceptionV3 layout: {str(e)[:500]}") from e
         self.device = resolve_device(device)
-        self.channels_last = (self.device.type == "cpu") if channels_last is None else bool(channels_last)
+        self.channels_last = bool(channels_last)
         net = net.to(self.device)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
