@@ -95,6 +95,8 @@ def eval_cmd(
     resolution: int = typer.Option(256, "--resolution", min=8, help="Evaluation resolution (images of other sizes are resized, bicubic)."),
     inception_weights: Optional[str] = typer.Option(None, "--inception-weights", metavar="PATH|NAME",
                                                     help="Inception file (torch-fidelity layout); default: the 2015-12-05 network, downloaded once."),
+    fid_trace: str = typer.Option("eigh", "--fid-trace", metavar="eigh|eigvals",
+                                  help="FID trace term: eigh (exact symmetric form, fast) or eigvals (torch-fidelity's formula, bit-for-bit)."),
     channels_last: bool = typer.Option(False, "--channels-last",
                                        help="Run Inception channels-last: ~2x faster on CPU, differs from torch-fidelity by float32 rounding (FID ~1e-8 relative)."),
     clip_model: str = typer.Option("ViT-B-32", "--clip-model", metavar="NAME", help="open_clip model name of the CLIP scorer."),
@@ -131,7 +133,7 @@ def eval_cmd(
     config = EvalConfig(
         fid_blur=_int_list(fid_blur, "--fid-blur"), blur_preset=blur_preset, resolution=resolution,
         batch_size=batch_size, num_workers=num_workers, device=device, inception_weights=inception_weights,
-        inception_channels_last=channels_last,
+        inception_channels_last=channels_last, fid_trace=fid_trace,
         clip_model=clip_model, clip_pretrained=clip_pretrained, clip_weights=str(clip_weights) if clip_weights else None,
         detector=detector, detector_conf=detector_conf, kid_subset_size=kid_subset_size, kid_subsets=kid_subsets,
         isc_splits=isc_splits, isc_shuffle=isc_order == "shuffled", seed=seed, skip_bad=skip_bad,

@@ -91,10 +91,17 @@ def fast_features(images, weights_file):
 def test_exact_path_equals_torch_fidelity(exact_features, torch_fidelity_metrics):
     a, b = exact_features
     tf = torch_fidelity_metrics
-    fid = fid_from_stats(features_to_stats(a.pool3), features_to_stats(b.pool3))
+    fid = fid_from_stats(features_to_stats(a.pool3), features_to_stats(b.pool3), method="eigvals")
     kid = kid_from_features(a.pool3, b.pool3, KID_SUBSETS, KID_SUBSET, seed=2020)
     isc = is_from_logits(a.logits, IS_SPLITS, shuffle=True, seed=2020)
     assert _rel(fid, tf["frechet_inception_distance"]) <= 1e-6
+    # The default trace (eigh) is exact: it equals the closed form from the SVD of the centred
+    # features; torch-fidelity's eigvals sum carries rounding noise of the 2000+ zero eigenvalues
+    # of this rank-deficient product (N=12), which is what separates the two here.
+    truth = _fid_low_rank_truth(a.pool3, b.pool3)
+    default = fid_from_stats(features_to_stats(a.pool3), features_to_stats(b.pool3))
+    assert _rel(default, truth) <= 1e-10
+    assert _rel(default, tf["frechet_inception_distance"]) <= 1e-5
     assert _rel(kid[0], tf["kernel_inception_distance_mean"]) <= 1e-6
     assert _rel(kid[1], tf["kernel_inception_distance_std"]) <= 1e-6
     assert _rel(isc[0], tf["inception_score_mean"]) <= 1e-6
@@ -106,7 +113,7 @@ def test_channels_last_path_close_to_torch_fidelity(fast_features, torch_fidelit
     """The default CPU path differs from torch-fidelity's layout by float32 rounding only."""
     a, b = fast_features
     tf = torch_fidelity_metrics
-    fid = fid_from_stats(features_to_stats(a.pool3), features_to_stats(b.pool3))
+    fid = fid_from_stats(features_to_stats(a.pool3), features_to_stats(b.pool3), method="eigvals")
     isc = is_from_logits(a.logits, IS_SPLITS)
     kid = kid_from_features(a.pool3, b.pool3, KID_SUBSETS, KID_SUBSET)
     assert _rel(fid, tf["frechet_inception_distance"]) <= 1e-6
@@ -115,6 +122,29 @@ def test_channels_last_path_close_to_torch_fidelity(fast_features, torch_fidelit
     # yet stays far below KID's own subset-to-subset spread.
     assert abs(kid[0] - tf["kernel_inception_distance_mean"]) <= 1e-4 * abs(tf["kernel_inception_distance_mean"])
     assert abs(kid[0] - tf["kernel_inception_distance_mean"]) < 1e-3 * tf["kernel_inception_distance_std"]
+
+
+def _fid_low_rank_truth(f1, f2) -> float:
+    """FID in closed form from features (float64): Tr((S1 S2)^½) is the nuclear norm of
+    A1 A2ᵀ / sqrt((n1-1)(n2-1)) for the centred feature matrices A1, A2."""
+    x1, x2 = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+    a1, a2 = x1 - x1.mean(0), x2 - x2.mean(0)
+    n1, n2 = len(x1), len(x2)
+    nuc = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
+    tr1, tr2 = (a1 ** 2).sum() / (n1 - 1), (a2 ** 2).sum() / (n2 - 1)
+    return float(((x1.mean(0) - x2.mean(0)) ** 2).sum() + tr1 + tr2 - 2 * nuc)
+
+
+def test_fid_trace_methods_agree_and_eigh_is_exact():
+    """eigh and torch-fidelity's eigvals agree at full rank; eigh equals the closed form at any rank."""
+    for n1, n2 in ((20, 15), (40, 35), (150, 120), (400, 300)):
+        f1, f2 = _synthetic(6, n1, n2)
+        s1, s2 = features_to_stats(f1), features_to_stats(f2)
+        e, v = fid_from_stats(s1, s2), fid_from_stats(s1, s2, method="eigvals")
+        assert _rel(e, _fid_low_rank_truth(f1, f2)) <= 1e-10
+        assert _rel(e, v) <= (1e-11 if min(n1, n2) > 64 else 1e-6)
+    with pytest.raises(InputError, match="trace method"):
+        fid_from_stats(s1, s2, method="sqrtm")
 
 
 def _synthetic(seed: int, n1: int, n2: int, d: int = 64):

@@ -24,10 +24,10 @@ import numpy as np
 
 from .. import settings
 from ..utils import atomic_write
-from .fid import FidStats
+from .fid import FidStats, sqrt_factor
 
 # Bump when anything that changes cached numbers changes (feature extraction, blur, statistics).
-STATS_VERSION = 1
+STATS_VERSION = 2  # 2: entries also store the FID square-root factor of the covariance
 
 CONTENT_FID = "fid_stats"
 CONTENT_KID = "kid_features"
@@ -37,11 +37,14 @@ CONTENT_KID = "kid_features"
 class RefStats:
     """Cached statistics of one reference set at one blur level.
 
-    ``stats``: FID mean/covariance; ``features``: float32 pool3 rows [N,2048] (for KID) or None.
+    ``stats``: FID mean/covariance; ``features``: float32 pool3 rows [N,2048] (for KID) or None;
+    ``factor``: ``R`` with ``R Rᵀ = sigma`` (:func:`lafitebench.metrics.fid.sqrt_factor`), computed
+    once per entry so the FID trace term needs no eigendecomposition of the reference side.
     """
 
     stats: FidStats
     features: np.ndarray | None = None
+    factor: np.ndarray | None = None
     key: str = ""
     key_payload: dict[str, Any] = field(default_factory=dict)
 
@@ -95,11 +98,12 @@ class RefStatsCache:
                     return None
                 stats = FidStats(mu=z["mu"].astype(np.float64), sigma=z["sigma"].astype(np.float64), n=int(z["n"]))
                 feats = z["features"].astype(np.float32) if CONTENT_KID in payload["contents"] else None
+                factor = z["factor"].astype(np.float64)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             return None  # unreadable or truncated: recomputed and overwritten by the caller
         if CONTENT_KID in payload["contents"] and (feats is None or len(feats) != stats.n):
             return None
-        return RefStats(stats=stats, features=feats, key=key, key_payload=stored)
+        return RefStats(stats=stats, features=feats, factor=factor, key=key, key_payload=stored)
 
     def save(self, key: str, payload: dict[str, Any], ref: RefStats) -> Path:
         """Write an entry atomically; returns its path."""
@@ -109,6 +113,7 @@ class RefStatsCache:
             "mu": ref.stats.mu,
             "sigma": ref.stats.sigma,
             "n": np.int64(ref.stats.n),
+            "factor": sqrt_factor(ref.stats.sigma) if ref.factor is None else ref.factor,
         }
         if CONTENT_KID in payload["contents"]:
             if ref.features is None:

@@ -31,7 +31,7 @@ from ..registry import Registry, UnknownNameError
 from ..utils import progress as _progress
 from .blur import BLUR_PRESETS, blur
 from .cache import CONTENT_FID, CONTENT_KID, STATS_VERSION, RefStats, RefStatsCache, refstats_key
-from .fid import FeatureMoments, fid_from_stats
+from .fid import FID_TRACE_METHODS, FeatureMoments, fid_from_stats, sqrt_factor
 from .inception import InceptionExtractor, load_inception
 from .isc import is_from_logits
 from .kid import check_kid_sizes, kid_from_features
@@ -54,6 +54,9 @@ class EvalConfig:
         inception_channels_last: run Inception convolutions channels-last (off by default, so
             results equal torch-fidelity's). About 2x faster on CPU; features then differ from
             torch-fidelity's by float32 rounding (FID ~1e-8 relative with the real weights).
+        fid_trace: how FID's ``Tr((S1 S2)^½)`` is computed: ``eigh`` (symmetric form with the
+            reference factor cached; exact) or ``eigvals`` (torch-fidelity's formula, bit-for-bit);
+            see :func:`lafitebench.metrics.fid.fid_from_stats`.
         clip_model, clip_pretrained, clip_weights: CLIP scorer (see clip_score).
         detector, detector_conf: SOA detector name/path and confidence threshold.
         kid_subset_size, kid_subsets: KID protocol (torch-fidelity defaults 1000 x 100).
@@ -74,6 +77,7 @@ class EvalConfig:
     device: str = "auto"
     inception_weights: str | None = None
     inception_channels_last: bool = False
+    fid_trace: str = "eigh"
     clip_model: str = "ViT-B-32"
     clip_pretrained: str | None = "openai"
     clip_weights: str | None = None
@@ -198,6 +202,8 @@ def _validate_options(config: EvalConfig, names: list[str]) -> list[int]:
                 BLUR_PRESETS.get(config.blur_preset)
             except UnknownNameError as e:
                 raise InputError(f"blur_preset: {e}") from None
+    if "fid" in names and config.fid_trace not in FID_TRACE_METHODS:
+        raise InputError(f"fid_trace must be one of {', '.join(FID_TRACE_METHODS)}, got {config.fid_trace!r}")
     if "is" in names and (not isinstance(config.isc_splits, int) or config.isc_splits < 1):
         raise InputError(f"isc_splits must be a positive integer, got {config.isc_splits!r}")
     return levels
@@ -311,7 +317,9 @@ def reference_statistics(reference: Any, extractor: InceptionExtractor, levels: 
         for k in todo:
             key, payload = wanted[k]
             feats = ipass.features().numpy().astype(np.float32) if (k == 0 and kid_features) else None
-            ref = RefStats(stats=ipass.moments[k].stats(), features=feats, key=key, key_payload=payload)
+            st = ipass.moments[k].stats()
+            ref = RefStats(stats=st, features=feats, factor=sqrt_factor(st.sigma) if config.fid_trace == "eigh" else None,
+                           key=key, key_payload=payload)
             out[k] = ref
             if cache is not None:
                 report["files"][k] = str(cache.save(key, payload, ref))
@@ -482,7 +490,7 @@ def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = No
     if want_fid:
         for k in levels:
             ds = ipass.moments[k].stats()
-            value = fid_from_stats(ds, ref_stats[k].stats)
+            value = fid_from_stats(ds, ref_stats[k].stats, method=config.fid_trace, factor_b=ref_stats[k].factor)
             preset = BLUR_PRESETS.get(config.blur_preset) if k else None
             blur_txt = (f"blur {config.blur_preset} k={k} (sigma {preset.sigma(k):.3g}, effective "
                         f"{preset.effective_sigma(k):.3g}), re-quantised to uint8" if k else "no blur")

@@ -82,18 +82,52 @@ def features_to_stats(features: torch.Tensor | np.ndarray) -> FidStats:
     return acc.stats()
 
 
-def fid_from_stats(a: FidStats, b: FidStats) -> float:
+def sqrt_factor(sigma: np.ndarray) -> np.ndarray:
+    """A factor ``R`` (d×r, float64) with ``R Rᵀ = Σ`` for a symmetric PSD covariance ``Σ``.
+
+    From ``eigh(Σ)``, keeping the eigenvalues above ``d · eps · λmax``: the others are rounding
+    noise of a rank-deficient covariance (N ≤ d). Computed once per reference set and blur
+    level (it is cached with the reference statistics).
+    """
+    w, u = np.linalg.eigh(np.asarray(sigma, dtype=np.float64))
+    keep = w > w.max(initial=0.0) * w.shape[0] * np.finfo(np.float64).eps
+    return u[:, keep] * np.sqrt(w[keep])
+
+
+def trace_sqrt_product(sigma_a: np.ndarray, factor_b: np.ndarray) -> float:
+    """``Tr((Σa Σb)^½)`` with ``Σb = R Rᵀ``: the non-zero eigenvalues of ``Σa Σb = Σa R Rᵀ`` are those of
+    the symmetric PSD ``Rᵀ Σa R`` (r×r), so the trace is the sum of the square roots of its eigenvalues."""
+    m = factor_b.T @ sigma_a @ factor_b
+    lam = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sum(np.sqrt(np.clip(lam, 0.0, None))))
+
+
+FID_TRACE_METHODS = ("eigh", "eigvals")
+
+
+def fid_from_stats(a: FidStats, b: FidStats, *, method: str = "eigh", factor_b: np.ndarray | None = None) -> float:
     """FID between two Gaussians: ||mu_a - mu_b||^2 + Tr(S_a) + Tr(S_b) - 2 Tr((S_a S_b)^(1/2)).
 
-    Tr((S_a S_b)^(1/2)) = sum of the square roots of the eigenvalues of S_a S_b, taken in
-    complex128 with the real part kept, as torch-fidelity does (tiny negative eigenvalues from
-    rounding contribute 0). Raises InputError for mismatched shapes.
+    ``method="eigh"`` (default) takes the trace term from the symmetric matrix ``Rᵀ S_a R``
+    (``R Rᵀ = S_b``, see :func:`trace_sqrt_product`; pass ``factor_b`` to reuse a cached factor).
+    ``method="eigvals"`` is torch-fidelity's formula: square roots of the eigenvalues of the
+    non-symmetric ``S_a S_b`` in complex128, real part kept. The two are the same number for
+    full-rank covariances (N > 2048: measured 5e-16 relative); for rank-deficient ones
+    torch-fidelity's sum also takes the square roots of ~2000 rounding-noise eigenvalues, which
+    moves its value by up to about 1e-6 relative; ``eigh`` drops them. ``eigh`` is 3-4× faster at
+    full rank and ~300× faster at small N with a cached factor. Raises InputError for mismatched
+    shapes or an unknown method.
     """
     if a.mu.shape != b.mu.shape or a.sigma.shape != b.sigma.shape:
         raise InputError(f"FID statistics have different shapes: {a.mu.shape} vs {b.mu.shape}")
     diff = a.mu - b.mu
-    eig = np.linalg.eigvals(a.sigma.dot(b.sigma)).astype(np.complex128)
-    tr_covmean = np.sum(np.sqrt(eig).real)
+    if method == "eigh":
+        tr_covmean = trace_sqrt_product(a.sigma, sqrt_factor(b.sigma) if factor_b is None else factor_b)
+    elif method == "eigvals":
+        eig = np.linalg.eigvals(a.sigma.dot(b.sigma)).astype(np.complex128)
+        tr_covmean = np.sum(np.sqrt(eig).real)
+    else:
+        raise InputError(f"unknown FID trace method {method!r}; choose one of {', '.join(FID_TRACE_METHODS)}")
     return float(diff.dot(diff) + np.trace(a.sigma) + np.trace(b.sigma) - 2 * tr_covmean)
 
 
