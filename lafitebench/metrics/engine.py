@@ -31,7 +31,7 @@ from ..registry import Registry, UnknownNameError
 from ..utils import progress as _progress
 from .blur import BLUR_PRESETS, blur
 from .cache import CONTENT_FID, CONTENT_KID, STATS_VERSION, RefStats, RefStatsCache, refstats_key
-from .fid import FID_TRACE_METHODS, FeatureMoments, fid_from_stats, sqrt_factor
+from .fid import FID_TRACE_METHODS, FeatureMoments, fid_from_stats
 from .inception import InceptionExtractor, load_inception
 from .isc import is_from_logits
 from .kid import check_kid_sizes, kid_from_features
@@ -318,7 +318,7 @@ def reference_statistics(reference: Any, extractor: InceptionExtractor, levels: 
             key, payload = wanted[k]
             feats = ipass.features().numpy().astype(np.float32) if (k == 0 and kid_features) else None
             st = ipass.moments[k].stats()
-            ref = RefStats(stats=st, features=feats, factor=sqrt_factor(st.sigma) if config.fid_trace == "eigh" else None,
+            ref = RefStats(stats=st, features=feats, factor=ipass.moments[k].factor() if config.fid_trace == "eigh" else None,
                            key=key, key_payload=payload)
             out[k] = ref
             if cache is not None:

@@ -3,11 +3,12 @@
 FID = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) over 2048-d pool3 features.
 
 Features are streamed into float64 sums (sum, sum of outer products, count), as StyleGAN2 /
-edm2 do, so they never need to be held in memory and partial sums add across shards. The
-statistics use the unbiased covariance (divide by N-1, like ``np.cov`` in torch-fidelity), and
-the trace of the matrix square root is taken from the eigenvalues of S1·S2 exactly as
-torch-fidelity's ``fid_statistics_to_metric`` does, so values match torch-fidelity to ~1e-7
-relative (torch-fidelity averages in float32; we sum in float64).
+edm2 do, so partial sums add across shards. The statistics use the unbiased covariance (divide
+by N-1, like ``np.cov`` in torch-fidelity). The trace term comes from a symmetric eigenproblem
+with a square-root factor of the reference covariance (:func:`trace_sqrt_product`), or, with
+``method="eigvals"``, from the eigenvalues of S1·S2 exactly as torch-fidelity's
+``fid_statistics_to_metric`` does. While a set has at most ``dim`` rows, :class:`FeatureMoments`
+also keeps them, so its factor is the centred feature matrix and needs no eigendecomposition.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class FeatureMoments:
         self.n = 0
         self.sum = torch.zeros(dim, dtype=torch.float64)
         self.sum_outer = torch.zeros(dim, dim, dtype=torch.float64)
+        self._rows: list[torch.Tensor] | None = []  # kept while n <= dim (a cheap exact factor)
 
     def update(self, features: torch.Tensor) -> None:
         """Add a batch of feature rows [N, dim] (any float dtype, any device)."""
@@ -48,12 +50,27 @@ class FeatureMoments:
         self.n += x.shape[0]
         self.sum += x.sum(0)
         self.sum_outer += x.T @ x
+        self._keep(x)
+
+    def _keep(self, x: torch.Tensor | None) -> None:
+        if self._rows is None or x is None or self.n > self.dim:
+            self._rows = None
+        else:
+            self._rows.append(x)
 
     def merge(self, other: "FeatureMoments") -> None:
         """Add another accumulator's sums (e.g. from another shard)."""
         self.n += other.n
         self.sum += other.sum
         self.sum_outer += other.sum_outer
+        self._keep(torch.cat(other._rows) if other._rows else (None if other._rows is None else torch.zeros(0, self.dim, dtype=torch.float64)))
+
+    def factor(self) -> np.ndarray:
+        """``R`` with ``R Rᵀ = sigma``: the centred rows / sqrt(n-1) while n <= dim, else :func:`sqrt_factor`."""
+        if self._rows is not None and self.n >= 2:
+            x = torch.cat(self._rows).numpy()
+            return ((x - self.sum.numpy() / self.n).T / np.sqrt(self.n - 1)).copy()
+        return sqrt_factor(self.stats().sigma)
 
     def stats(self) -> FidStats:
         """mu = sum/n, sigma = (sum_outer - n mu mu^T)/(n-1). Raises InputError for n < 2."""
