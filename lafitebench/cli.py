@@ -18,7 +18,10 @@ from .errors import LafitebenchError
 
 app = typer.Typer(
     name="lafitebench",
-    help="LAFITE models and the paper's metrics (IS, FID, FID-k, KID, CLIP score, SOA-C/SOA-I), reproducibly.",
+    help="LAFITE models and the paper's metrics (IS, FID, FID-k, KID, CLIP score, SOA-C/SOA-I), reproducibly.\n\n"
+         "**Examples**\n\n* `lafitebench eval` (the bundled coco-mini default)\n"
+         "* `lafitebench eval --samples out/ --reference coco --data-root /data/coco --fid-blur 0,1,2,4,8`\n"
+         "* `lafitebench zoo list`\n* `lafitebench report reports/runs/<run> --table lang_free`",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="markdown",
@@ -57,7 +60,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")) -> None:
-    """LAFITE models and the paper's metrics, reproducibly."""
+    pass
 
 
 EVAL_EXAMPLES = """
