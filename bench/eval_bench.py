@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--kid-subset-size", type=int, default=None, help="default: min(1000, n)")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--num-workers", type=int, default=1)
+    ap.add_argument("--num-workers", type=int, default=0, help="decoding workers (0 = the CLI default; a worker competes with the 2-thread forward on small CPUs)")
     ap.add_argument("--channels-last", action="store_true",
                     help="run the engine's Inception channels-last (the CLI's --channels-last; default off = torch-fidelity's exact numbers)")
     ap.add_argument("--other-layout-too", action="store_true",
