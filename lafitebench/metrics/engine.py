@@ -494,7 +494,7 @@ def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = No
             preset = BLUR_PRESETS.get(config.blur_preset) if k else None
             blur_txt = (f"blur {config.blur_preset} k={k} (sigma {preset.sigma(k):.3g}, effective "
                         f"{preset.effective_sigma(k):.3g}), re-quantised to uint8" if k else "no blur")
-            rows.append({"metric_id": fid_metric_id(n_used, k, config.blur_preset), "metric": f"FID-{k}",
+            rows.append({"metric_id": fid_metric_id(n_used, k, config.blur_preset), "metric": f"FID-{k}" if (k == 0 or config.blur_preset == "lafite") else f"FID-{k} ({config.blur_preset})",
                          "value": value, "std": float("nan"), "n": n_used, "higher_is_better": False,
                          "notes": f"{blur_txt}; reference {ref_name} ({ref_n} images); {w_short} pool3"})
             details.setdefault("fid", {})[k] = value
