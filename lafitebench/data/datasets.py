@@ -149,11 +149,8 @@ class ImageSet:
         return [it.caption for it in self.items]
 
     def _relname(self, p: Path) -> str:
-        if self.root is not None:
-            try:
-                return p.relative_to(self.root).as_posix()
-            except ValueError:
-                pass
+        if self.root is not None and p.is_relative_to(self.root):
+            return p.relative_to(self.root).as_posix()
         return p.as_posix()
 
     def fingerprint(self) -> str:
