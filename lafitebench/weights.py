@@ -33,9 +33,7 @@ import http.client
 import hashlib
 import os
 import re
-import tempfile
 import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Mapping
@@ -43,7 +41,7 @@ from typing import Any, BinaryIO, Mapping
 from lafitebench import settings
 from lafitebench.errors import WeightsError
 from lafitebench.registry import Registry
-from lafitebench.utils import progress as _progress
+from lafitebench.download import copy_stream, download_to_temp, open_url
 from lafitebench.utils import sha256_file
 
 __all__ = [
@@ -389,61 +387,39 @@ def _check_local(spec: WeightsSpec, path: Path, source: str, requested: str) -> 
 
 def _open_url(url: str, timeout: float = 60.0) -> Any:
     """Open ``url`` for streaming (the one place that touches the network; tests replace it)."""
-    req = urllib.request.Request(url, headers={"User-Agent": "lafitebench"})
-    return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 (https URLs from the registry)
+    return open_url(url, timeout)
 
 
 def _download(spec: WeightsSpec, target: Path, show_progress: bool) -> tuple[str, str | None, str]:
     """Download ``spec`` to ``target`` atomically; return (sha256, verification, url).
 
-    Tries each URL in turn; a file with a wrong hash is deleted and refused.
+    Tries each URL in turn; a file with a wrong size or hash is deleted and refused.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     for url in spec.urls:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        tmp = Path(tmp_name)
+        def fill(out: BinaryIO, on_progress: Any, url: str = url) -> None:
+            with _open_url(url) as src:
+                copy_stream(src, out, on_progress)
+
         try:
-            h = hashlib.sha256()
-            try:
-                with os.fdopen(fd, "wb") as out, _open_url(url) as src:
-                    total = _content_length(src)
-                    with _progress(disable=not show_progress) as bar:
-                        task = bar.add_task(f"download {spec.filename}", total=total)
-                        while block := src.read(1 << 20):
-                            out.write(block)
-                            h.update(block)
-                            bar.advance(task, len(block))
-                    out.flush()
-                    os.fsync(out.fileno())
-            except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError, ValueError) as e:
-                failures.append(f"{url}: {e}")
-                continue
-            digest = h.hexdigest()
-            size = tmp.stat().st_size
-            if spec.size is not None and size != spec.size:
-                failures.append(f"{url}: got {size} bytes, expected {spec.size} (deleted)")
-                continue
-            how = spec.matches(digest)
-            if spec.hash_known and not how:
-                failures.append(f"{url}: sha256 {digest} does not match {spec.expected_hash_text} (deleted)")
-                continue
-            os.replace(tmp, target)
-            return digest, how, url
-        finally:
-            tmp.unlink(missing_ok=True)
+            with download_to_temp(target, fill, label=f"download {spec.filename}", total=spec.size,
+                                  show_progress=show_progress) as tmp:
+                size = tmp.stat().st_size
+                if spec.size is not None and size != spec.size:
+                    failures.append(f"{url}: got {size} bytes, expected {spec.size} (deleted)")
+                    continue
+                digest = sha256_file(tmp)
+                how = spec.matches(digest)
+                if spec.hash_known and not how:
+                    failures.append(f"{url}: sha256 {digest} does not match {spec.expected_hash_text} (deleted)")
+                    continue
+                os.replace(tmp, target)
+                return digest, how, url
+        except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError, ValueError) as e:
+            failures.append(f"{url}: {e}")
     raise WeightsError(
         f"could not download weights {spec.name!r}: " + "; ".join(failures) + ". " + _how_to_provide(spec)
     )
-
-
-def _content_length(src: BinaryIO) -> int | None:
-    headers = getattr(src, "headers", None)
-    value = headers.get("Content-Length") if headers is not None else None
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _resolve_path(path: Path, requested: str) -> ResolvedWeights:

@@ -20,9 +20,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-import tempfile
 import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +30,7 @@ from lafitebench import settings
 from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError, WeightsError
 from lafitebench.registry import Registry
-from lafitebench.utils import progress as _progress
+from lafitebench.download import copy_stream, download_to_temp, open_url
 from lafitebench.utils import sha256_file
 
 if sys.version_info >= (3, 11):
@@ -390,16 +388,9 @@ def _download_gdrive(file_id: str, out, on_progress: Callable[[int, int | None],
 
 def _download_http(url: str, out, on_progress: Callable[[int, int | None], None]) -> None:
     """Stream ``url`` into the binary file object ``out``. Raises WeightsError on network errors."""
-    req = urllib.request.Request(url, headers={"User-Agent": "lafitebench"})
     try:
-        with urllib.request.urlopen(req, timeout=60) as src:
-            length = src.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            done = 0
-            while block := src.read(1 << 20):
-                out.write(block)
-                done += len(block)
-                on_progress(done, total)
+        with open_url(url) as src:
+            copy_stream(src, out, on_progress)
     except (urllib.error.URLError, OSError, TimeoutError, ValueError) as e:
         raise WeightsError(f"download of {url} failed: {e}") from e
 
@@ -425,25 +416,17 @@ def _download(info: ModelInfo, target: Path, show_progress: bool) -> str:
 
     A file whose sha256 (or size) differs from the manifest is deleted and refused (WeightsError).
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, _progress(disable=not show_progress) as bar:
-            task = bar.add_task(f"download {info.source.filename}", total=info.source.size_bytes)
+    def fill(out, on_progress) -> None:
+        try:
+            if info.source.kind == "gdrive":
+                _download_gdrive(info.source.gdrive_id, out, on_progress)
+            else:
+                _download_http(info.source.url, out, on_progress)
+        except WeightsError as e:
+            raise WeightsError(f"model {info.id!r}: {e}.\n{_manual_instructions(info)}") from e
 
-            def on_progress(done: int, total: int | None) -> None:
-                bar.update(task, completed=done, total=total or info.source.size_bytes)
-
-            try:
-                if info.source.kind == "gdrive":
-                    _download_gdrive(info.source.gdrive_id, out, on_progress)
-                else:
-                    _download_http(info.source.url, out, on_progress)
-            except WeightsError as e:
-                raise WeightsError(f"model {info.id!r}: {e}.\n{_manual_instructions(info)}") from e
-            out.flush()
-            os.fsync(out.fileno())
+    with download_to_temp(target, fill, label=f"download {info.source.filename}", total=info.source.size_bytes,
+                          show_progress=show_progress) as tmp:
         size = tmp.stat().st_size
         if size == 0:
             raise WeightsError(f"model {info.id!r}: the download from {info.source.url} is empty.\n{_manual_instructions(info)}")
@@ -459,9 +442,7 @@ def _download(info: ModelInfo, target: Path, show_progress: bool) -> str:
                 f"{info.source.sha256}; the file was deleted.\n{_manual_instructions(info)}"
             )
         os.replace(tmp, target)
-        return digest
-    finally:
-        tmp.unlink(missing_ok=True)
+    return digest
 
 
 def _check_local_official(info: ModelInfo, path: Path) -> str:

@@ -28,7 +28,6 @@ from lafitebench.metrics.clip_models import (
     clip_preprocess_uint8,
     count_truncated,
     encode_images_preprocessed,
-    encode_images_uint8,
     encode_text,
     load_clip,
     read_torchscript_state_dict,

@@ -6,7 +6,6 @@ resizes to 299² internally, so each image costs one full forward.
 """
 from __future__ import annotations
 
-import io
 import math
 import pickle
 
