@@ -52,6 +52,12 @@ def load_reference(reference: str | os.PathLike | None, data_root: str | os.Path
                        captions_file=reference_captions)
 
 
+def _short(e: Exception) -> str:
+    """The first sentence of a weights error (the rest, how to provide the file, is long)."""
+    text = " ".join(str(e).split())
+    return text.split(". How to get it")[0].split(", expected sha256")[0].split("; ")[0]
+
+
 def _has(items: Sequence[Any], attr: str) -> bool:
     return bool(items) and all(getattr(it, attr, None) for it in items)
 
@@ -117,7 +123,7 @@ def plan_metrics(requested: Sequence[str] | str, samples: Any, reference: Any, c
                 resolve(f"clip:{config.clip_model}/{config.clip_pretrained}", progress=config.progress)
             chosen.append("clip")
         except WeightsError as e:
-            skipped["clip"] = f"CLIP weights not available: {str(e).splitlines()[0]}"
+            skipped["clip"] = f"CLIP weights not available: {_short(e)} (name --metrics clip for the full instructions)"
 
     if not _has(samples.items, "soa_class"):
         skipped["soa"] = "the samples have no SOA classes (manifest column 'soa_class')"
@@ -126,7 +132,7 @@ def plan_metrics(requested: Sequence[str] | str, samples: Any, reference: Any, c
             resolve(os.fspath(config.detector), progress=config.progress)
             chosen.append("soa")
         except WeightsError as e:
-            skipped["soa"] = f"detector not available: {str(e).splitlines()[0]}"
+            skipped["soa"] = f"detector not available: {_short(e)} (name --metrics soa for the full instructions)"
     order = [m for m in ("is", "fid", "kid", "clip", "soa") if m in chosen]
     return order, skipped, config
 
