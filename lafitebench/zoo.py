@@ -31,7 +31,7 @@ from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError, WeightsError
 from lafitebench.registry import Registry
 from lafitebench.download import copy_stream, download_to_temp, open_url
-from lafitebench.utils import sha256_file
+from lafitebench.utils import sha256_file, to_jsonable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -522,21 +522,6 @@ def fetch(
 # ----------------------------------------------------------------------------------------------
 # conversion
 
-def _lenient_json(obj: Any) -> Any:
-    """JSON-able copy of provenance data; values of other types are recorded as their repr."""
-    if isinstance(obj, Mapping):
-        return {str(k): _lenient_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_lenient_json(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if hasattr(obj, "item") and callable(obj.item):
-        try:
-            return _lenient_json(obj.item())
-        except (TypeError, ValueError):
-            pass  # not a scalar: fall through to repr
-    return repr(obj)
-
 
 def convert(
     official_pkl: str | os.PathLike,
@@ -585,8 +570,8 @@ def convert(
     snapshot = official.load_official_snapshot(src)
     if "G_ema" not in snapshot:
         raise CheckpointError(f"{src}: snapshot has no 'G_ema' network")
-    official_init_kwargs = {n: _lenient_json(snapshot[n]["init_kwargs"]) for n in ("G_ema", "G", "D") if n in snapshot}
-    training_set_kwargs = _lenient_json(snapshot.get("training_set_kwargs"))
+    official_init_kwargs = {n: to_jsonable(snapshot[n]["init_kwargs"], other="repr") for n in ("G_ema", "G", "D") if n in snapshot}
+    training_set_kwargs = to_jsonable(snapshot.get("training_set_kwargs"), other="repr")
     g_official = snapshot["G_ema"]["init_kwargs"]
     # architecture checks before the (slow) rebuild of every network
     try:

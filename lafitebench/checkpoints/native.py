@@ -36,6 +36,7 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
+from lafitebench.utils import to_jsonable
 from lafitebench.errors import CheckpointError, InputError
 from lafitebench.registry import Registry
 
@@ -219,16 +220,11 @@ def _complete_top(cls: type, init_kwargs: Mapping[str, Any]) -> dict:
 
 
 def _jsonable(obj: Any) -> Any:
-    """Plain JSON types (tuples → lists, numpy scalars → Python numbers); anything else is an error."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        return _jsonable(obj.item())
-    raise InputError(f"config value {obj!r} of type {type(obj).__name__} cannot be stored as JSON")
+    """Plain JSON types (tuples → lists, numpy scalars → Python numbers); anything else is an InputError."""
+    try:
+        return to_jsonable(obj)
+    except TypeError as e:
+        raise InputError(f"config {e}") from None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from .. import __version__
 from ..errors import InputError
 from ..registry import Registry, UnknownNameError
 from ..utils import progress as _progress
+from ..utils import to_jsonable
 from .blur import BLUR_PRESETS, blur
 from .cache import CONTENT_FID, CONTENT_KID, STATS_VERSION, RefStats, RefStatsCache, refstats_key
 from .fid import FID_TRACE_METHODS, FeatureMoments, fid_from_stats
@@ -351,19 +352,10 @@ def _rows_from_compute(name: str, out: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, pd.DataFrame):
-        return None
+    """JSON-able provenance: DataFrames (tables reported separately) dropped, arrays as lists."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items() if not isinstance(v, pd.DataFrame)}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    return obj
+        obj = {k: v for k, v in obj.items() if not isinstance(v, pd.DataFrame)}
+    return to_jsonable(obj, other="keep")
 
 
 # --- the engine -----------------------------------------------------------------------------------
