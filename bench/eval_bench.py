@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from lafitebench.data.datasets import coco_mini, folder_set  # noqa: E402
 from lafitebench.metrics.blur import BLUR_PRESETS, blur  # noqa: E402
 from lafitebench.metrics.engine import EvalConfig, evaluate  # noqa: E402
-from lafitebench.metrics.inception import (InceptionExtractor, save_random_inception_weights,  # noqa: E402
+from lafitebench.encoders.inception import (InceptionExtractor, save_random_inception_weights,  # noqa: E402
                                            state_dict_has_classifier, load_inception_state_dict)
 
 

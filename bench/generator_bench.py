@@ -40,7 +40,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from lafitebench.models.generator import Generator  # noqa: E402
-from lafitebench.utils import write_json_atomic  # noqa: E402
+from lafitebench.io.files import write_json_atomic  # noqa: E402
 
 
 def _rss_mib() -> float:

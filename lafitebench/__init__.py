@@ -17,7 +17,7 @@ _LAZY = {
     "load_model": "lafitebench.loading:load_model",
     "evaluate": "lafitebench.metrics.engine:evaluate",
     "EvalConfig": "lafitebench.metrics.engine:EvalConfig",
-    "run_eval": "lafitebench.evaluation:run_eval",
+    "run_eval": "lafitebench.jobs.eval:run_eval",
     "get_dataset": "lafitebench.data.datasets:get_dataset",
     "sample_set": "lafitebench.data.datasets:sample_set",
 }

@@ -124,7 +124,7 @@ def eval_cmd(
                                           help="Print the results beside a paper table: lang_free, zero_shot, supervised."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress stays on stderr)."),
 ) -> None:
-    from .evaluation import run_eval
+    from .jobs.eval import run_eval
     from .metrics.engine import EvalConfig
     from .reports import beside_paper, rich_table
 
@@ -275,7 +275,7 @@ def report_cmd(result: Optional[Path] = typer.Argument(None, metavar="[RESULT]",
                label: str = typer.Option("this run", "--label", help="Row label of your result."),
                out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Write report.csv and report.md here.")) -> None:
     from .reports import beside_paper, load_result, paper_wide, rich_table, to_markdown
-    from .utils import atomic_write
+    from .io.files import atomic_write
 
     try:
         if result is None:

@@ -1,8 +1,22 @@
-"""Exceptions with messages meant for users: each names the file, key or option and what to do."""
+"""Exceptions with messages meant for users: each names the file, key or parameter and what to do.
+
+Library errors speak of API parameters (``inception_weights``); an error may carry the name in
+``param`` so that the CLI can name its flag instead (``--inception-weights``).
+"""
+from __future__ import annotations
 
 
 class LafitebenchError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    Args:
+        message: what went wrong and what to do.
+        param: the API parameter the error is about (``"device"``, ``"kid_subset_size"``), if any.
+    """
+
+    def __init__(self, *args: object, param: str | None = None) -> None:
+        super().__init__(*args)
+        self.param = param
 
 
 class InputError(LafitebenchError, ValueError):

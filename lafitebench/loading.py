@@ -12,7 +12,7 @@ from torch import nn
 
 from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError, WeightsError
-from lafitebench.utils import sha256_file
+from lafitebench.io.files import looks_like_path, sha256_file
 
 __all__ = ["LoadedModel", "load_model"]
 
@@ -94,9 +94,6 @@ class LoadedModel:
                           noise_generator=noise_generator)
 
 
-def _looks_like_path(s: str) -> bool:
-    return os.sep in s or "/" in s or s.endswith((".pkl", ".safetensors", ".pt", ".pth"))
-
 
 def load_model(
     id_or_path: str | os.PathLike,
@@ -130,7 +127,7 @@ def load_model(
     name = str(id_or_path)
     from lafitebench import zoo
 
-    if _looks_like_path(name) and name not in zoo.MODELS:
+    if looks_like_path(name) and name not in zoo.MODELS:
         raise InputError(f"checkpoint file {path} does not exist")
     try:
         info = zoo.get_model_info(name)

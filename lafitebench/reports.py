@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .errors import InputError
 from .settings import REPO_ROOT
-from .utils import atomic_write, write_json_atomic
+from .io.files import atomic_write, write_json_atomic
 
 ENV_REPORTS = "LAFITEBENCH_REPORTS"
 PAPER_TABLES = ("lang_free", "zero_shot", "supervised", "supervised_other")

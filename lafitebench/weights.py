@@ -41,8 +41,8 @@ from typing import Any, BinaryIO, Mapping
 from lafitebench import settings
 from lafitebench.errors import WeightsError
 from lafitebench.registry import Registry
-from lafitebench.download import copy_stream, download_to_temp, open_url
-from lafitebench.utils import sha256_file
+from lafitebench.io.download import copy_stream, download_to_temp, open_url
+from lafitebench.io.files import looks_like_path, sha256_file
 
 __all__ = [
     "WeightsSpec",
@@ -433,9 +433,6 @@ def _resolve_path(path: Path, requested: str) -> ResolvedWeights:
     )
 
 
-def _looks_like_path(s: str) -> bool:
-    return os.sep in s or "/" in s or s.startswith(".") or s.startswith("~")
-
 
 def resolve(
     name_or_path: str | os.PathLike,
@@ -474,7 +471,7 @@ def resolve(
             if explicit is not None:
                 raise WeightsError(f"both a path ({requested}) and explicit={explicit} given; give one")
             return _resolve_path(p, requested)
-        if _looks_like_path(requested) or p.suffix in {".pt", ".pth", ".bin", ".safetensors", ".pkl"}:
+        if looks_like_path(requested) or p.suffix in {".pt", ".pth", ".bin", ".safetensors", ".pkl"}:
             raise WeightsError(
                 f"weights file {requested} does not exist (and it is not a known weights name; "
                 f"known: {', '.join(WEIGHTS.names())}, or 'clip:<model>/<pretrained>')"

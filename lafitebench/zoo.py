@@ -30,8 +30,9 @@ from lafitebench import settings
 from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError, WeightsError
 from lafitebench.registry import Registry
-from lafitebench.download import copy_stream, download_to_temp, open_url
-from lafitebench.utils import sha256_file, to_jsonable
+from lafitebench.io.download import copy_stream, download_to_temp, open_url
+from lafitebench.io.files import sha256_file
+from lafitebench.io.jsonable import to_jsonable
 
 if sys.version_info >= (3, 11):
     import tomllib

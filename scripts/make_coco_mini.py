@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from PIL import Image  # noqa: E402
 
 from lafitebench.data.images import center_crop_resize, open_rgb  # noqa: E402
-from lafitebench.utils import atomic_write, write_json_atomic  # noqa: E402
+from lafitebench.io.files import atomic_write, write_json_atomic  # noqa: E402
 
 RESOLUTION = 256
 JPEG_OPTIONS = {"quality": 90, "subsampling": 0, "optimize": True}

@@ -38,7 +38,7 @@ def sets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def random_inception(tmp_path_factory):
-    from lafitebench.metrics.inception import save_random_inception_weights
+    from lafitebench.encoders.inception import save_random_inception_weights
 
     return save_random_inception_weights(tmp_path_factory.mktemp("w") / "random-inception.pth")
 

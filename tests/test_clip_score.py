@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 
 from lafitebench.errors import InputError, WeightsError
-from lafitebench.metrics import clip_models
-from lafitebench.metrics.base import Batch
-from lafitebench.metrics.clip_models import (
+from lafitebench.encoders import clip as clip_models
+from lafitebench.data.batch import Batch
+from lafitebench.encoders.clip import (
     caption_token_lengths,
     clip_preprocess_uint8,
     count_truncated,
@@ -33,7 +33,7 @@ from lafitebench.metrics.clip_models import (
     read_torchscript_state_dict,
 )
 from lafitebench.metrics.clip_score import ClipScoreAccumulator, clip_score_from_features
-from lafitebench.utils import sha256_file
+from lafitebench.io.files import sha256_file
 
 # ------------------------------------------------------------------ tiny CLIP test fixture helper
 
@@ -144,7 +144,7 @@ def test_torchscript_reader_refuses_code_globals(tmp_path):
         z.writestr("evil/data.pkl", payload)
         z.writestr("evil/constants.pkl", pickle.dumps(()))
         z.writestr("evil/code/__torch__/m.py", "class M(Module):\n  __parameters__ = []\n  __buffers__ = []\n")
-    with pytest.raises(WeightsError, match=r"refusing to load os\.system"):
+    with pytest.raises(WeightsError, match=r"refusing to load global 'os\.system'"):
         read_torchscript_state_dict(evil)
 
 

@@ -16,7 +16,7 @@ from lafitebench.data import datasets as ds
 from lafitebench.data.images import center_crop_resize, check_image, load_image
 from lafitebench.data.manifest import read_manifest, write_manifest
 from lafitebench.errors import InputError
-from lafitebench.metrics.base import Batch
+from lafitebench.data.batch import Batch
 
 
 def _rgb(path: Path, w: int = 8, h: int = 8, seed: int = 0, fmt: str | None = None) -> Path:

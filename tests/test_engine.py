@@ -16,7 +16,7 @@ from lafitebench.errors import InputError, WeightsError
 from lafitebench.metrics import engine as eng
 from lafitebench.metrics.cache import STATS_VERSION, RefStatsCache, refstats_key
 from lafitebench.metrics.engine import METRICS, EvalConfig, evaluate, reference_statistics
-from lafitebench.metrics.inception import InceptionExtractor, save_random_inception_weights
+from lafitebench.encoders.inception import InceptionExtractor, save_random_inception_weights
 
 RES = 64
 N = 12

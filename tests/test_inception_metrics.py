@@ -20,7 +20,7 @@ from lafitebench.errors import InputError, WeightsError
 from lafitebench.metrics import blur as blur_mod
 from lafitebench.metrics.blur import BLUR_PRESETS, blur, lafite_sigma, pil_blur
 from lafitebench.metrics.fid import FeatureMoments, features_to_stats, fid_from_stats, load_stats, save_stats
-from lafitebench.metrics.inception import InceptionExtractor, save_random_inception_weights
+from lafitebench.encoders.inception import InceptionExtractor, save_random_inception_weights
 from lafitebench.metrics.isc import is_from_logits
 from lafitebench.metrics.kid import kid_from_features
 from lafitebench.registry import UnknownNameError

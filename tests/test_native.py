@@ -124,7 +124,7 @@ def test_missing_tensor_key_is_named(tmp_path, nets):
     key = "G_ema.synthesis.b8.conv1.affine_0.weight"
     del tensors[key]
     _rewrite(path, tensors=tensors)
-    with pytest.raises(CheckpointError, match=rf"missing key {key}"):
+    with pytest.raises(CheckpointError, match=rf"key '{key}' is missing"):
         native.load_native(path)
 
 
@@ -134,8 +134,8 @@ def test_shape_mismatch_names_key_and_shapes(tmp_path, nets):
     key = "G_ema.mapping.fc0.weight"
     tensors[key] = torch.zeros(16, 17)
     _rewrite(path, tensors=tensors)
-    with pytest.raises(CheckpointError, match=r"shape mismatch for G_ema\.mapping\.fc0\.weight: file has \[16, 17\], "
-                                              r"the architecture expects \[16, 16\]"):
+    with pytest.raises(CheckpointError, match=r"shape mismatch for key 'G_ema\.mapping\.fc0\.weight': checkpoint \[16, 17\] "
+                                              r"vs model \[16, 16\]"):
         native.load_native(path)
 
 
@@ -143,7 +143,7 @@ def test_unexpected_and_stray_keys(tmp_path, nets):
     path = native.save_native(tmp_path / "m.safetensors", {"G_ema": nets["G_ema"]}, _config())
     tensors = load_file(str(path))
     _rewrite(path, tensors={**tensors, "G_ema.extra.weight": torch.zeros(2)}, out=tmp_path / "a.safetensors")
-    with pytest.raises(CheckpointError, match=r"unexpected key G_ema\.extra\.weight"):
+    with pytest.raises(CheckpointError, match=r"unexpected key 'G_ema\.extra\.weight'"):
         native.load_native(tmp_path / "a.safetensors")
     _rewrite(path, tensors={**tensors, "X.weight": torch.zeros(2)}, out=tmp_path / "b.safetensors")
     with pytest.raises(CheckpointError, match=r"'X\.weight' belongs to no network"):

@@ -176,7 +176,7 @@ def test_fetch_offline_says_where_to_put_the_file(monkeypatch):
 @pytest.mark.slow
 def test_fetch_download_convert_load(tmp_path, monkeypatch, fixture_pkl):
     from lafitebench.checkpoints.official import build_from_official
-    from lafitebench.utils import sha256_file
+    from lafitebench.io.files import sha256_file
 
     digest = sha256_file(fixture_pkl)
     _tiny_zoo(tmp_path, monkeypatch, f'sha256 = "{digest}"\nsize_bytes = {fixture_pkl.stat().st_size}')

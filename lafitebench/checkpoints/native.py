@@ -36,9 +36,11 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from lafitebench.utils import to_jsonable
-from lafitebench.errors import CheckpointError, InputError
-from lafitebench.registry import Registry
+from ..encoders.clip import CLIP_BACKBONES, UNKNOWN_CLIP, clip_config  # noqa: F401 (re-exported for configs)
+from ..errors import CheckpointError, InputError
+from ..io.jsonable import to_jsonable
+from ..io.state_dict import check_state_dict
+from ..registry import Registry
 
 FORMAT_NAME = "lafitebench-native"
 FORMAT_VERSION = 1
@@ -56,41 +58,12 @@ VARIANTS = {
     "zero-shot": "pre-trained on Google CC3M, evaluated zero-shot on another set",
 }
 UNKNOWN_VARIANT = "unknown"
-UNKNOWN_CLIP = "unknown (official snapshots do not record it)"
 
 #: Classes a native file may name, as lazy references (the networks live in lafitebench.models).
 NETWORK_CLASSES: Registry[type] = Registry("network class")
 NETWORK_CLASSES.register("Generator", "lafitebench.models.generator:Generator")
 NETWORK_CLASSES.register("Discriminator", "lafitebench.models.discriminator:Discriminator")
 NETWORK_CLASSES.register("PerturbationNetwork", "lafitebench.models.pseudo_text:PerturbationNetwork")
-
-#: CLIP backbones LAFITE conditions on: the name the paper/OpenAI use and the open_clip spelling.
-CLIP_BACKBONES: Registry[dict] = Registry("CLIP backbone")
-CLIP_BACKBONES.register(
-    "ViT-B/32",
-    {"name": "ViT-B/32", "open_clip_model": "ViT-B-32", "open_clip_pretrained": "openai", "f_dim": 512},
-    aliases=("ViT-B-32", "vitb32"),
-)
-CLIP_BACKBONES.register(
-    "ViT-B/16",
-    {"name": "ViT-B/16", "open_clip_model": "ViT-B-16", "open_clip_pretrained": "openai", "f_dim": 512},
-    aliases=("ViT-B-16", "vitb16"),
-)
-
-
-def clip_config(backbone: str | None) -> dict:
-    """The ``clip`` config block for a backbone name (``"ViT-B/32"``, ``"ViT-B-16"``, ...).
-
-    ``None`` gives the explicit unknown marker. Raises InputError for a name that is not a
-    CLIP backbone LAFITE was released with (the message lists the known ones).
-    """
-    if backbone is None:
-        return {"name": UNKNOWN_CLIP, "open_clip_model": None, "open_clip_pretrained": None, "f_dim": None}
-    try:
-        return dict(CLIP_BACKBONES.get(backbone))
-    except KeyError as e:
-        raise InputError(f"clip_backbone: {e}") from None
-
 
 # ----------------------------------------------------------------------------------------------
 # config validation
@@ -416,22 +389,8 @@ def _build(config: Mapping, name: str, where: str, *, meta: bool = False) -> nn.
 
 
 def _check_state_dict(module: nn.Module, tensors: Mapping[str, Any], name: str, where: str) -> None:
-    """Compare keys and shapes; ``tensors`` values need ``.shape`` (tensors or header entries)."""
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in tensors]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CheckpointError(f"{where}: missing key {name}.{missing[0]!s}{more}")
-    unexpected = [k for k in tensors if k not in expected]
-    if unexpected:
-        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise CheckpointError(f"{where}: unexpected key {name}.{unexpected[0]}{more} (the config's architecture has no such tensor)")
-    for k, t in expected.items():
-        got = tuple(tensors[k].shape) if hasattr(tensors[k], "shape") else tuple(tensors[k]["shape"])
-        if got != tuple(t.shape):
-            raise CheckpointError(
-                f"{where}: shape mismatch for {name}.{k}: file has {list(got)}, the architecture expects {list(t.shape)}"
-            )
+    """Compare keys and shapes; ``tensors`` values are tensors or safetensors header entries."""
+    check_state_dict(module.state_dict(), tensors, where, prefix=f"{name}.")
 
 
 def load_native(

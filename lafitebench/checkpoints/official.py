@@ -12,7 +12,6 @@ modules of :mod:`lafitebench.models`, whose state-dict keys equal the official o
 """
 from __future__ import annotations
 
-import _compat_pickle
 import collections
 import hashlib
 import io
@@ -26,6 +25,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..io.state_dict import load_state_dict_strict
+from ..io.unpickle import restricted_load
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 
@@ -126,6 +127,8 @@ def _numpy_dtype(spec: Any, align: Any = False, copy: Any = False) -> np.dtype:
     return dt
 
 
+_WHAT = ("official LAFITE snapshots only reference tensor, OrderedDict, numpy scalar and persistence globals")
+
 # (module, name) -> safe callable. Nothing else may be named by a snapshot.
 SAFE_GLOBALS: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
@@ -141,36 +144,6 @@ SAFE_GLOBALS: dict[tuple[str, str], Callable[..., Any] | type] = {
     ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("numpy", "dtype"): _numpy_dtype,
 }
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only :data:`SAFE_GLOBALS`; any other global raises
-    ``CheckpointError`` naming it (``module.name``) before anything is called."""
-
-    def __init__(self, file: Any, source: str = "<stream>") -> None:
-        super().__init__(file)
-        self.source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        # Python-2 spellings in protocol < 3 pickles ('__builtin__', 'commands', ...) are
-        # reported under their Python-3 names.
-        if (module, name) in _compat_pickle.NAME_MAPPING:
-            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-        elif module in _compat_pickle.IMPORT_MAPPING:
-            module = _compat_pickle.IMPORT_MAPPING[module]
-        obj = SAFE_GLOBALS.get((module, name))
-        if obj is None:
-            raise CheckpointError(
-                f"{self.source}: refusing to load global '{module}.{name}' -- official LAFITE snapshots only "
-                "reference tensor, OrderedDict, numpy scalar and persistence globals; this file may be unsafe"
-            )
-        return obj
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise CheckpointError(
-            f"{self.source}: the pickle uses persistent ids ({str(pid)[:60]}), i.e. it was written by torch.save, "
-            "not by the official training code; load it as a native checkpoint instead"
-        )
 
 
 def safe_unpickle(path: str | Path) -> Any:
@@ -189,17 +162,17 @@ def safe_unpickle(path: str | Path) -> Any:
                 f"{path}: this is a torch.save zip archive, not an official LAFITE snapshot pickle"
             )
         f.seek(0)
-        try:
-            return RestrictedUnpickler(f, source=str(path)).load()
-        except CheckpointError as e:
-            msg = str(e)
-            raise CheckpointError(msg if str(path) in msg else f"{path}: {msg}") from None
-        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-                KeyError, RuntimeError, MemoryError, OverflowError, UnicodeDecodeError) as e:
-            raise CheckpointError(
-                f"{path}: cannot read the official snapshot ({type(e).__name__}: {e}); the file is truncated or "
-                "corrupt -- download it again and check its sha256"
-            ) from None
+        return restricted_load(f, allowed=SAFE_GLOBALS, source=path, error=CheckpointError, what=_WHAT,
+                               persistent=_refuse_persistent(path),
+                               hint="the file is truncated or corrupt -- download it again and check its sha256")
+
+
+def _refuse_persistent(path: Path) -> Callable[[Any], Any]:
+    def refuse(pid: Any) -> Any:
+        raise CheckpointError(
+            f"{path}: the pickle uses persistent ids ({str(pid)[:60]}), i.e. it was written by torch.save, "
+            "not by the official training code; load it as a native checkpoint instead")
+    return refuse
 
 
 def record_state_dict(record: PersistentRecord, prefix: str = "") -> "collections.OrderedDict[str, torch.Tensor]":
@@ -367,31 +340,6 @@ def discriminator_kwargs_from_official(init_kwargs: dict) -> dict:
     if "resample_filter" in block:
         out["resample_filter"] = block["resample_filter"]
     return out
-
-
-def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "network") -> None:
-    """Copy ``state_dict`` into ``module``; every key must exist on both sides with equal shapes.
-
-    Raises ``CheckpointError`` naming the missing / unexpected key, or the key and both shapes.
-    """
-    own = module.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    if missing:
-        raise CheckpointError(f"{what}: key {missing[0]!r} is missing from the checkpoint"
-                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    if unexpected:
-        raise CheckpointError(f"{what}: unexpected key {unexpected[0]!r} in the checkpoint"
-                              + (f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else "")
-                              + "; the architecture does not match")
-    for k, v in own.items():
-        t = state_dict[k]
-        if not isinstance(t, torch.Tensor):
-            raise CheckpointError(f"{what}: key {k!r} holds a {type(t).__name__}, not a tensor")
-        if tuple(t.shape) != tuple(v.shape):
-            raise CheckpointError(f"{what}: shape mismatch for key {k!r}: checkpoint {list(t.shape)} vs "
-                                  f"model {list(v.shape)}")
-    module.load_state_dict({k: state_dict[k] for k in own}, strict=True)
 
 
 def build_from_official(path: str | Path, device: str | torch.device = "cpu",

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset
 from lafitebench.data import images as _img
 from lafitebench.data.manifest import MANIFEST_NAMES, read_manifest
 from lafitebench.errors import InputError
-from lafitebench.metrics.base import Batch
+from lafitebench.data.batch import Batch
 from lafitebench.registry import Registry
 
 __all__ = [
@@ -214,7 +214,7 @@ class ImageSet:
             )
 
     def loader(self, batch_size: int, num_workers: int = 0, skip_bad: bool = False) -> Iterator[Batch]:
-        """Yield :class:`~lafitebench.metrics.base.Batch` objects (uint8 [N,3,R,R]) in item order.
+        """Yield :class:`~lafitebench.data.batch.Batch` objects (uint8 [N,3,R,R]) in item order.
 
         With ``skip_bad=True`` unreadable images are left out; after the pass their files are
         in ``self.skipped`` (reasons in ``self.skip_reasons``). With ``skip_bad=False`` the first

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from lafitebench.errors import InputError
-from lafitebench.utils import atomic_write
+from lafitebench.io.files import atomic_write
 
 __all__ = ["ManifestRow", "read_manifest", "write_manifest", "MANIFEST_NAMES", "KNOWN_COLUMNS"]
 

@@ -12,8 +12,6 @@ Protocol: 3 images per caption; for 'person' 30,000 randomly sampled captions ×
 """
 from __future__ import annotations
 
-import io
-import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,20 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from lafitebench.errors import InputError
-
-# COCO's 80 category names in contiguous-index order (= ultralytics COCO ``names``, = coco.names order).
-COCO80_NAMES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
-    "scissors", "teddy bear", "hair drier", "toothbrush",
-)
+from ..errors import InputError
+from ..encoders.detector import COCO80_NAMES  # noqa: F401 (the detector's class order)
+from ..io.unpickle import restricted_load
 
 # The names the SOA files use (``label_XX_<short>.pkl``), same order.
 SOA_SHORT_NAMES: tuple[str, ...] = (
@@ -100,22 +87,8 @@ def soa_class(name: str | int) -> SoaClass:
     )
 
 
-class _CaptionUnpickler(pickle.Unpickler):
-    """Only builtins list/dict/str/int may be named; anything else is refused before it runs."""
-
-    _ALLOWED = {("builtins", "list"): list, ("builtins", "dict"): dict, ("builtins", "str"): str, ("builtins", "int"): int}
-
-    def __init__(self, data: bytes, source: Path) -> None:
-        super().__init__(io.BytesIO(data))
-        self._source = source
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return self._ALLOWED[(module, name)]
-        raise InputError(f"{self._source}: refusing to load {module}.{name} (SOA caption files hold plain lists of dicts)")
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise InputError(f"{self._source}: unexpected persistent id in a caption file")
+_CAPTION_ALLOWED = {("builtins", "list"): list, ("builtins", "dict"): dict, ("builtins", "str"): str,
+                    ("builtins", "int"): int}
 
 
 def read_caption_pickle(path: str | Path) -> list[dict[str, Any]]:
@@ -126,11 +99,12 @@ def read_caption_pickle(path: str | Path) -> list[dict[str, Any]]:
     """
     path = Path(path)
     try:
-        data = _CaptionUnpickler(path.read_bytes(), path).load()
-    except InputError:
-        raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, OSError) as exc:
-        raise InputError(f"{path}: not a readable SOA caption pickle ({exc})") from exc
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the SOA caption file ({exc})") from None
+    data = restricted_load(raw, allowed=_CAPTION_ALLOWED, source=path, error=InputError,
+                           what="SOA caption files hold plain lists of dicts",
+                           hint="not a readable SOA caption pickle")
     if not isinstance(data, list):
         raise InputError(f"{path}: expected a list of caption dicts, got {type(data).__name__}")
     for i, e in enumerate(data):

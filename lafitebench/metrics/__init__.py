@@ -17,8 +17,6 @@ _EXPORTS = {
     "reference_statistics": "engine",
     "BLUR_PRESETS": "blur",
     "blur": "blur",
-    "InceptionExtractor": "inception",
-    "load_inception": "inception",
     "FidStats": "fid",
     "FeatureMoments": "fid",
     "fid_from_stats": "fid",

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import settings
-from ..utils import atomic_write
+from ..io.files import atomic_write
 from .fid import FidStats, sqrt_factor
 
 # Bump when anything that changes cached numbers changes (feature extraction, blur, statistics).

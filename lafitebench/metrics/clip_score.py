@@ -13,10 +13,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from lafitebench.errors import InputError
-from lafitebench.metrics.base import Batch
-from lafitebench.metrics.inception import resolve_device
-from lafitebench.metrics.clip_models import encode_images_uint8, encode_text, load_clip, resolve_clip_weights
+from ..data.batch import Batch
+from ..encoders.clip import encode_images_uint8, encode_text, load_clip, resolve_clip_weights
+from ..errors import InputError
+from ..runtime.device import resolve_device
 
 CLIP_SCORE_NOTES = (
     "100*max(cos,0) per image-caption pair, then the mean (torchmetrics CLIPScore clamps the mean "

@@ -28,12 +28,12 @@ import torch
 from .. import __version__
 from ..errors import InputError
 from ..registry import Registry, UnknownNameError
-from ..utils import progress as _progress
-from ..utils import to_jsonable
+from ..io.jsonable import to_jsonable
+from ..runtime.progress import progress as _progress
 from .blur import BLUR_PRESETS, blur
 from .cache import CONTENT_FID, CONTENT_KID, STATS_VERSION, RefStats, RefStatsCache, refstats_key
 from .fid import FID_TRACE_METHODS, FeatureMoments, fid_from_stats
-from .inception import InceptionExtractor, load_inception
+from ..encoders.inception import InceptionExtractor, load_inception
 from .isc import is_from_logits
 from .kid import check_kid_sizes, kid_from_features
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
-from ..utils import atomic_write
+from ..io.files import atomic_write
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, InputError
+from ..io.state_dict import load_state_dict_strict
 
 PSEUDO_TEXT_FORMS = ("official", "paper")
 #: Official mixing weights: i' = normalize(0.25 i + 0.75 n), t' = normalize(0.9 t + 0.1 n).
@@ -171,16 +172,5 @@ def load_perturbation_network(path: str | Path, feature_dim: int | None = None,
         raise CheckpointError(f"{path}: file has feature_dim {file_dim} (linear1.weight {list(w1.shape)}), "
                               f"but feature_dim={feature_dim} was requested")
     net = PerturbationNetwork(feature_dim=file_dim, hidden_dim=hidden)
-    own = net.state_dict()
-    for k, v in own.items():
-        if k not in state:
-            raise CheckpointError(f"{path}: key {k!r} is missing from the perturbation network state dict")
-        t = state[k]
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != tuple(v.shape):
-            got = list(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
-            raise CheckpointError(f"{path}: shape mismatch for key {k!r}: file {got} vs model {list(v.shape)}")
-    extra = sorted(k for k in state if k not in own)
-    if extra:
-        raise CheckpointError(f"{path}: unexpected key {extra[0]!r} in the perturbation network state dict")
-    net.load_state_dict({k: state[k] for k in own}, strict=True)
+    load_state_dict_strict(net, state, what=f"{path} (perturbation network)")
     return net.to(device).eval()

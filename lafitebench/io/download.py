@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
-from .utils import progress
+from ..runtime.progress import progress
 
 ProgressFn = Callable[[int, "int | None"], None]
 

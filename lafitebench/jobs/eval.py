@@ -15,10 +15,10 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from .data.datasets import get_dataset, sample_set
-from .errors import InputError, WeightsError
-from .metrics.engine import METRICS, EvalConfig, EvalResult, evaluate
-from .reports import save_result
+from ..data.datasets import get_dataset, sample_set
+from ..errors import InputError, WeightsError
+from ..metrics.engine import METRICS, EvalConfig, EvalResult, evaluate
+from ..reports import save_result
 
 AUTO = "auto"
 DEFAULT_KID_SUBSET = 1000
@@ -89,7 +89,7 @@ def plan_metrics(requested: Sequence[str] | str, samples: Any, reference: Any, c
 
     skipped: dict[str, str] = {}
     chosen: list[str] = []
-    from .weights import resolve
+    from ..weights import resolve
 
     if reference is None:
         skipped["fid"] = skipped["kid"] = "no reference set (--reference)"

@@ -23,21 +23,12 @@ from typing import Any
 import torch
 
 from ..errors import InputError, WeightsError
+from ..runtime.device import resolve_device
 
 DEFAULT_INCEPTION = "inception-2015-12-05"
 POOL3 = "2048"
 LOGITS = "logits_unbiased"
 RESIZE_FILTER = "torch-fidelity interpolate_bilinear_2d_like_tensorflow1x to 299x299 (align_corners=False)"
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``"auto"``/None → CUDA when available, else CPU; otherwise ``torch.device(device)``."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return dev
 
 
 def load_inception_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -96,7 +87,7 @@ class InceptionExtractor:
         if getattr(weights, "sha256", None):
             self.sha256 = weights.sha256
         else:
-            from ..utils import sha256_file
+            from ..io.files import sha256_file
             self.sha256 = sha256_file(path)
         sd = load_inception_state_dict(path)
         self.has_classifier = state_dict_has_classifier(sd)
@@ -210,7 +201,7 @@ def random_inception_state_dict(seed: int = 0, calibration_images: int = 8) -> d
 
 def save_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Path:
     """Write :func:`random_inception_state_dict` to ``path`` (tests / benchmarks only); returns the path."""
-    from ..utils import atomic_write
+    from ..io.files import atomic_write
 
     p = Path(path)
     with atomic_write(p, "wb") as f:

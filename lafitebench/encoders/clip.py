@@ -12,7 +12,6 @@ they are loaded strictly into the open_clip model built from the model name.
 """
 from __future__ import annotations
 
-import io
 import logging
 import pickle
 import re
@@ -24,11 +23,43 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
-from lafitebench.errors import InputError, WeightsError
-from lafitebench.metrics.inception import resolve_device
+from ..errors import InputError, WeightsError
+from ..registry import Registry
+from ..io.unpickle import restricted_load
+from ..runtime.device import resolve_device
 
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "openai"
+
+UNKNOWN_CLIP = "unknown (official snapshots do not record it)"
+
+#: CLIP backbones LAFITE conditions on: the name the paper/OpenAI use and the open_clip spelling.
+CLIP_BACKBONES: Registry[dict] = Registry("CLIP backbone")
+CLIP_BACKBONES.register(
+    "ViT-B/32",
+    {"name": "ViT-B/32", "open_clip_model": "ViT-B-32", "open_clip_pretrained": "openai", "f_dim": 512},
+    aliases=("ViT-B-32", "vitb32"),
+)
+CLIP_BACKBONES.register(
+    "ViT-B/16",
+    {"name": "ViT-B/16", "open_clip_model": "ViT-B-16", "open_clip_pretrained": "openai", "f_dim": 512},
+    aliases=("ViT-B-16", "vitb16"),
+)
+
+
+def clip_config(backbone: str | None) -> dict:
+    """The ``clip`` config block for a backbone name (``"ViT-B/32"``, ``"ViT-B-16"``, ...).
+
+    ``None`` gives the explicit unknown marker. Raises InputError for a name that is not a
+    CLIP backbone LAFITE was released with (the message lists the known ones).
+    """
+    if backbone is None:
+        return {"name": UNKNOWN_CLIP, "open_clip_model": None, "open_clip_pretrained": None, "f_dim": None}
+    try:
+        return dict(CLIP_BACKBONES.get(backbone))
+    except KeyError as e:
+        raise InputError(f"clip_backbone: {e}", param="clip_backbone") from None
+
 
 # Keys OpenAI's TorchScript models carry that are not weights (open_clip drops them too).
 _OPENAI_NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -69,47 +100,46 @@ class _StorageType:
         self.dtype = dtype
 
 
-class _TorchScriptUnpickler(pickle.Unpickler):
-    """Allows tensors, OrderedDict, list builders and inert ``__torch__`` objects; nothing else."""
+_TS_ALLOWED = {
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("collections", "OrderedDict"): OrderedDict,
+    **{("torch", n): _StorageType(dt) for n, dt in _STORAGE_DTYPES.items()},
+    **{("torch.jit._pickle", n): _identity_list for n in (
+        "build_intlist", "build_doublelist", "build_boollist", "build_tensorlist", "restore_type_tag")},
+}
+_TS_WHAT = "TorchScript archives are read for tensors and module attributes only; use a plain state-dict or safetensors file"
 
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, source: Path) -> None:
-        super().__init__(io.BytesIO(data))
-        self._archive, self._prefix, self._source = archive, prefix, source
-        self._classes: dict[str, type] = {}
 
-    def find_class(self, module: str, name: str) -> Any:
-        if module.startswith("__torch__"):
-            qual = f"{module}.{name}"
-            if qual not in self._classes:
-                self._classes[qual] = type(name, (_ScriptObject,), {"qualname": qual})
-            return self._classes[qual]
-        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_parameter"):
-            return getattr(torch._utils, name)
-        if module == "collections" and name == "OrderedDict":
-            return OrderedDict
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _StorageType(_STORAGE_DTYPES[name])
-        if module == "torch.jit._pickle" and name in (
-            "build_intlist", "build_doublelist", "build_boollist", "build_tensorlist", "restore_type_tag",
-        ):
-            return _identity_list
-        raise WeightsError(
-            f"{self._source}: refusing to load {module}.{name} from a TorchScript archive "
-            "(only tensors and module attributes are read). Use a plain state-dict or safetensors file."
-        )
+def _unpickle_torchscript(data: bytes, archive: zipfile.ZipFile, prefix: str, source: Path) -> Any:
+    """Unpickle ``data.pkl`` of a TorchScript archive into inert objects (restricted allow-list):
+    ``__torch__.*`` classes become :class:`_ScriptObject` placeholders, storages are read from
+    the archive's ``data/`` entries; every other global is refused."""
+    classes: dict[str, type] = {}
 
-    def persistent_load(self, pid: Any) -> Any:
+    def resolve(module: str, name: str) -> Any:
+        if not module.startswith("__torch__"):
+            return None
+        qual = f"{module}.{name}"
+        if qual not in classes:
+            classes[qual] = type(name, (_ScriptObject,), {"qualname": qual})
+        return classes[qual]
+
+    def persistent(pid: Any) -> Any:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
-            raise WeightsError(f"{self._source}: unexpected persistent id {pid!r} in TorchScript archive")
+            raise WeightsError(f"{source}: unexpected persistent id {pid!r} in TorchScript archive")
         _, storage_type, key, _location, numel = pid
         if not isinstance(storage_type, _StorageType):
-            raise WeightsError(f"{self._source}: unexpected storage type {storage_type!r}")
-        raw = self._archive.read(f"{self._prefix}/data/{key}")
+            raise WeightsError(f"{source}: unexpected storage type {storage_type!r}")
+        raw = archive.read(f"{prefix}/data/{key}")
         itemsize = torch.empty((), dtype=storage_type.dtype).element_size()
         if len(raw) != numel * itemsize:
-            raise WeightsError(f"{self._source}: storage {key} has {len(raw)} bytes, expected {numel * itemsize}")
+            raise WeightsError(f"{source}: storage {key} has {len(raw)} bytes, expected {numel * itemsize}")
         untyped = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
         return torch.storage.TypedStorage(wrap_storage=untyped, dtype=storage_type.dtype, _internal=True)
+
+    return restricted_load(data, allowed=_TS_ALLOWED, source=source, error=WeightsError, what=_TS_WHAT,
+                           resolve=resolve, persistent=persistent)
 
 
 _CLASS_DECL = re.compile(
@@ -163,7 +193,7 @@ def read_torchscript_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         byteorder = z.read(f"{prefix}/byteorder").decode().strip() if f"{prefix}/byteorder" in z.namelist() else "little"
         if byteorder != "little":
             raise WeightsError(f"{path}: big-endian TorchScript archives are not supported")
-        root = _TorchScriptUnpickler(z.read(data_pkls[0]), z, prefix, path).load()
+        root = _unpickle_torchscript(z.read(data_pkls[0]), z, prefix, path)
         if not isinstance(root, _ScriptObject):
             raise WeightsError(f"{path}: data.pkl does not hold a TorchScript module")
         out: dict[str, torch.Tensor] = {}
