@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_model": "lafitebench.loading:load_model",
     "evaluate": "lafitebench.metrics.engine:evaluate",
-    "EvalConfig": "lafitebench.metrics.engine:EvalConfig",
+    "EvalConfig": "lafitebench.metrics.config:EvalConfig",
     "run_eval": "lafitebench.jobs.eval:run_eval",
     "get_dataset": "lafitebench.data.datasets:get_dataset",
     "sample_set": "lafitebench.data.datasets:sample_set",

@@ -32,7 +32,7 @@ from lafitebench.encoders.clip import (
     load_clip,
     read_torchscript_state_dict,
 )
-from lafitebench.metrics.clip_score import ClipScoreAccumulator, clip_score_from_features
+from lafitebench.metrics.clip_score import ClipScoreMetric, clip_score_from_features
 from lafitebench.io.files import sha256_file
 
 # ------------------------------------------------------------------ tiny CLIP test fixture helper
@@ -229,14 +229,16 @@ def test_matches_direct_open_clip_computation(tiny):
     ours_exact = clip_score_from_features(encode_images_preprocessed(model, x), encode_text(model, tok, CAPTIONS)[0])
     torch.testing.assert_close(ours_exact, ref, atol=1e-4, rtol=0)
     # end to end: the accumulator (tensor preprocessing) vs the PIL reference
-    acc = ClipScoreAccumulator(_config(info["model"], weights=info["weights_path"]))
+    acc = ClipScoreMetric(_config(info["model"], weights=info["weights_path"]))
     acc.update(Batch(images=imgs, files=[f"{i}.png" for i in range(len(imgs))], captions=list(CAPTIONS)))
-    res = acc.compute()
-    assert res["n"] == len(CAPTIONS) and res["n_truncated"] == 0
+    out = acc.compute()
+    res, row = out.details, out.rows[0]
+    assert res["n"] == len(CAPTIONS) and res["n_truncated"] == 0 and row.n == len(CAPTIONS)
     assert abs(res["clip_score"] - ref.mean().item()) < 0.01  # 100-point scale; measured <= 2e-5 (uint8 rounding)
+    assert row.value == res["clip_score"]
     assert res["weights_sha256"] == info["weights_sha256"]
-    assert "per image-caption pair" in res["notes"] and "ViT-B/32" in res["notes"]
-    assert res["metric_id"].startswith(f"clip_score_{info['model']}_file-")
+    assert "per image-caption pair" in row.notes and "ViT-B/32" in row.notes
+    assert row.id.startswith(f"clip_score_{info['model']}_file-")
 
 
 def test_batch_size_independence(tiny):
@@ -245,10 +247,10 @@ def test_batch_size_independence(tiny):
     files = [f"{i}.png" for i in range(len(imgs))]
     results = []
     for bs in (1, 3, len(CAPTIONS)):
-        acc = ClipScoreAccumulator(_config(info["model"], weights=info["weights_path"], batch_size=bs))
+        acc = ClipScoreMetric(_config(info["model"], weights=info["weights_path"], batch_size=bs))
         for s in range(0, len(imgs), bs):
             acc.update(Batch(images=imgs[s : s + bs], files=files[s : s + bs], captions=CAPTIONS[s : s + bs]))
-        results.append(acc.compute()["clip_score"])
+        results.append(acc.compute().details["clip_score"])
     assert max(results) - min(results) < 1e-4
 
 
@@ -296,7 +298,7 @@ def test_torchmetrics_clamps_the_mean_instead():
 
 def test_missing_caption_errors(tiny):
     info = tiny[3]
-    acc = ClipScoreAccumulator(_config(info["model"], weights=info["weights_path"]))
+    acc = ClipScoreMetric(_config(info["model"], weights=info["weights_path"]))
     imgs = _images(2, 64)
     with pytest.raises(InputError, match=r"b\.png.*captions file"):
         acc.update(Batch(images=imgs, files=["a.png", "b.png"], captions=["a cat", None]))
@@ -311,11 +313,11 @@ def test_check_is_cheap_and_names_problems(tiny):
     item = lambda p, c: SimpleNamespace(path=Path(p), caption=c)  # noqa: E731
     samples = SimpleNamespace(name="gen", items=[item("1.png", "a dog"), item("2.png", None)])
     with pytest.raises(InputError, match=r"1 of 2 images in gen have no caption \(e\.g\. 2\.png\)"):
-        ClipScoreAccumulator.check(_config(info["model"], weights=info["weights_path"]), samples)
+        ClipScoreMetric.check(_config(info["model"], weights=info["weights_path"]), samples)
     ok = SimpleNamespace(name="gen", items=[item("1.png", "a dog")])
-    ClipScoreAccumulator.check(_config(info["model"], weights=info["weights_path"]), ok)
+    ClipScoreMetric.check(_config(info["model"], weights=info["weights_path"]), ok)
     with pytest.raises(WeightsError, match="ViT-B-32.pt"):
-        ClipScoreAccumulator.check(_config("ViT-B-32", pretrained="openai"), ok)
+        ClipScoreMetric.check(_config("ViT-B-32", pretrained="openai"), ok)
 
 
 @pytest.mark.real_assets
@@ -359,7 +361,7 @@ def test_engine_runs_clip_score(tiny, tmp_path):
     result = evaluate(sample_set(tmp_path), None, config)
     row = result.table.iloc[0]
     assert len(result.table) == 1 and row.metric == "CLIP score" and row.n == 4
-    direct = ClipScoreAccumulator(config)
+    direct = ClipScoreMetric(config)
     direct.update(Batch(images=imgs, files=[f"{i}.png" for i in range(4)], captions=CAPTIONS[:4]))
-    assert row.value == pytest.approx(direct.compute()["clip_score"], abs=1e-4)
-    assert result.provenance["accumulators"]["clip"]["weights_sha256"] == info["weights_sha256"]
+    assert row.value == pytest.approx(direct.compute().details["clip_score"], abs=1e-4)
+    assert result.provenance["metric_details"]["clip"]["weights_sha256"] == info["weights_sha256"]

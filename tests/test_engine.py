@@ -15,6 +15,7 @@ from lafitebench.data.datasets import coco_mini, folder_set
 from lafitebench.errors import InputError, WeightsError
 from lafitebench.metrics import engine as eng
 from lafitebench.metrics.cache import STATS_VERSION, RefStatsCache, refstats_key
+from lafitebench.metrics.base import Metric, MetricOutput, MetricRow
 from lafitebench.metrics.engine import METRICS, EvalConfig, evaluate, reference_statistics
 from lafitebench.encoders.inception import InceptionExtractor, save_random_inception_weights
 
@@ -287,35 +288,35 @@ def test_bad_images_skipped_on_request(weights, dirs, bad_samples):
 def test_metrics_registry():
     assert set(METRICS.names()) == {"fid", "kid", "is", "clip", "soa"}
     assert METRICS.canonical_name("isc") == "is"
-    assert METRICS.get("clip").__name__ == "ClipScoreAccumulator"
-    assert METRICS.get("soa").__name__ == "SoaAccumulator"
+    assert METRICS.get("clip").__name__ == "ClipScoreMetric"
+    assert METRICS.get("soa").__name__ == "SoaMetric"
 
 
-class _CountingAccumulator:
+class _CountingMetric(Metric):
     """Stand-in for CLIP/SOA: sees the same decoded batches, returns two rows and a per-class table."""
 
-    def __init__(self, config):
-        self.n = 0
-        self.checksum = 0
+    name = "dummy"
+
+    def setup(self):
+        self.add_state("n", torch.zeros((), dtype=torch.int64))
+        self.add_state("checksum", torch.zeros((), dtype=torch.int64))
 
     def update(self, batch):
-        self.n += batch.images.shape[0]
-        self.checksum += int(batch.images.to(torch.int64).sum())
+        self.add("n", torch.tensor(batch.images.shape[0]))
+        self.add("checksum", batch.images.to(torch.int64).sum())
 
     def compute(self):
-        rows = [{"metric_id": "dummy_a", "metric": "A", "value": float(self.n), "std": None, "n": self.n,
-                 "higher_is_better": True, "notes": ""},
-                {"metric_id": "dummy_b", "metric": "B", "value": float(self.checksum), "n": self.n,
-                 "higher_is_better": False}]
-        return {"rows": rows, "per_class": pd.DataFrame({"c": [1]}), "extra": np.int64(3)}
+        n, c = int(self.value("n")), int(self.value("checksum"))
+        rows = [MetricRow("dummy_a", "A", float(n), n=n), MetricRow("dummy_b", "B", float(c), n=n, higher_is_better=False)]
+        return MetricOutput(rows=rows, tables={"soa_per_class": pd.DataFrame({"c": [1]})}, details={"extra": np.int64(3)})
 
 
 def test_other_accumulators_get_every_batch(monkeypatch, dirs, weights, no_forward):
-    monkeypatch.setitem(METRICS._entries, "dummy", _CountingAccumulator)
+    monkeypatch.setitem(METRICS._entries, "dummy", _CountingMetric)
     a, _ = _sets(dirs)
     r = evaluate(a, None, _cfg(weights, metrics=["dummy"], batch_size=5))
     expected = sum(int(bt.images.to(torch.int64).sum()) for bt in a.loader(12))
     t = r.table.set_index("metric_id")
     assert t.loc["dummy_a", "value"] == N and t.loc["dummy_b", "value"] == expected
-    assert list(r.per_class.c) == [1] and r.provenance["accumulators"]["dummy"]["extra"] == 3
+    assert list(r.per_class.c) == [1] and r.provenance["metric_details"]["dummy"]["extra"] == 3
     assert "inception" not in r.provenance  # no Inception metric requested: network not loaded

@@ -30,7 +30,7 @@ from lafitebench.data.soa import (
 from lafitebench.errors import InputError, WeightsError
 from lafitebench.data.batch import Batch
 from lafitebench.encoders.detector import Detector, _import_ultralytics, detector_id
-from lafitebench.metrics.soa import SoaAccumulator, soa_from_detections, soa_metric_ids
+from lafitebench.metrics.soa import SoaMetric, soa_from_detections, soa_metric_ids
 
 OPENVINO_DIR = "assets/yolo/yolov8n_int8_openvino_model"
 
@@ -218,13 +218,14 @@ def _rand_images(n, size=256, seed=0):
 
 
 def test_accumulator_plumbing_tiny_yolo(tiny_yolo):
-    acc = SoaAccumulator(_cfg(tiny_yolo, conf=0.001, batch_size=2))
+    acc = SoaMetric(_cfg(tiny_yolo, conf=0.001, batch_size=2))
     imgs = _rand_images(5)
     classes = ["label_15_cat", "label_15_cat", "dog", "label_53_pizza", "16"]
     acc.update(Batch(images=imgs[:3], files=["a", "b", "c"], soa_classes=classes[:3]))
     acc.update(Batch(images=imgs[3:], files=["d", "e"], soa_classes=classes[3:]))
-    res = acc.compute()
-    assert res["metric_id"] == "soa_c_tiny-yolo_conf0.001" and res["metric_id_soa_i"] == "soa_i_tiny-yolo_conf0.001"
+    out = acc.compute()
+    res = {**out.details, "per_class": out.tables["soa_per_class"]}
+    assert [r.id for r in out.rows] == ["soa_c_tiny-yolo_conf0.001", "soa_i_tiny-yolo_conf0.001"]
     assert res["n"] == 5 and res["n_classes"] == 3
     assert PERSON_KEY in res["absent_classes"] and len(res["absent_classes"]) == 77
     assert res["denominator"].startswith("SOA-C over 3 of 80 classes; absent: person, bicycle")
@@ -237,7 +238,7 @@ def test_accumulator_plumbing_tiny_yolo(tiny_yolo):
     assert list(per.file) == ["a", "b", "c", "d", "e"]
     assert res["soa_i"] == pytest.approx(100 * per.detected.mean())
     # batch size does not change detections
-    one = SoaAccumulator(_cfg(tiny_yolo, conf=0.001, batch_size=1))
+    one = SoaMetric(_cfg(tiny_yolo, conf=0.001, batch_size=1))
     one.update(Batch(images=imgs, files=list("abcde"), soa_classes=classes))
     assert list(one.per_image().found) == list(per.found)
 
@@ -260,19 +261,19 @@ def test_detector_refuses_non_coco_and_unsafe_files(tiny_yolo, tmp_path):
 
 
 def test_missing_classes_and_checks(tiny_yolo):
-    acc = SoaAccumulator(_cfg(tiny_yolo))
+    acc = SoaMetric(_cfg(tiny_yolo))
     with pytest.raises(InputError, match=r"2 images have no SOA class \(e\.g\. a, b\).*soa_class"):
         acc.update(Batch(images=_rand_images(2, 64), files=["a", "b"]))
     with pytest.raises(InputError, match="no images were evaluated"):
         acc.compute()
     item = lambda p, c: SimpleNamespace(path=Path(p), soa_class=c)  # noqa: E731
     with pytest.raises(InputError, match=r"1 of 2 images in s have no SOA class"):
-        SoaAccumulator.check(_cfg(tiny_yolo), SimpleNamespace(name="s", items=[item("x", "cat"), item("y", None)]))
+        SoaMetric.check(_cfg(tiny_yolo), SimpleNamespace(name="s", items=[item("x", "cat"), item("y", None)]))
     with pytest.raises(InputError, match="unknown SOA class 'unicorn'"):
-        SoaAccumulator.check(_cfg(tiny_yolo), SimpleNamespace(name="s", items=[item("x", "unicorn")]))
-    SoaAccumulator.check(_cfg(tiny_yolo), SimpleNamespace(name="s", items=[item("x", "label_15_cat")]))
+        SoaMetric.check(_cfg(tiny_yolo), SimpleNamespace(name="s", items=[item("x", "unicorn")]))
+    SoaMetric.check(_cfg(tiny_yolo), SimpleNamespace(name="s", items=[item("x", "label_15_cat")]))
     with pytest.raises(WeightsError, match="yolov8n.pt"):
-        SoaAccumulator.check(_cfg("yolov8n.pt"), SimpleNamespace(name="s", items=[item("x", "cat")]))
+        SoaMetric.check(_cfg("yolov8n.pt"), SimpleNamespace(name="s", items=[item("x", "cat")]))
 
 
 # ------------------------------------------------------------------ real detector, real images
@@ -347,10 +348,11 @@ def test_openvino_yolo_soa_on_real_coco(shared_dir, openvino_detector):
     picked = _coco_images_with(shared_dir, names, per_class=2)
     assert len(picked) >= 12
     images = torch.stack([_load_256(p) for p, _ in picked])
-    acc = SoaAccumulator(_cfg(shared_dir / OPENVINO_DIR, conf=0.5, batch_size=8))
+    acc = SoaMetric(_cfg(shared_dir / OPENVINO_DIR, conf=0.5, batch_size=8))
     acc._detector = openvino_detector  # reuse the loaded model (same settings)
     acc.update(Batch(images=images, files=[p.name for p, _ in picked], soa_classes=[n for _, n in picked]))
-    res = acc.compute()
+    out = acc.compute()
+    res = {**out.details, "per_class": out.tables["soa_per_class"], "metric_id": out.rows[0].id}
     print(f"\nSOA on {res['n']} real COCO images, {res['n_classes']} classes: "
           f"SOA-C {res['soa_c']:.1f}, SOA-I {res['soa_i']:.1f}; missed: "
           f"{list(acc.per_image().query('not detected').file)}")
@@ -381,4 +383,4 @@ def test_engine_runs_soa(tiny_yolo, tmp_path):
     assert list(result.table.metric_id) == ["soa_c_tiny-yolo_conf0.001", "soa_i_tiny-yolo_conf0.001"]
     assert (result.table.n == 3).all() and "SOA-C over 2 of 80 classes" in result.table.notes[0]
     assert result.per_class is not None and int(result.per_class.present.sum()) == 2
-    assert len(result.provenance["accumulators"]["soa"]["absent_classes"]) == 78
+    assert len(result.provenance["metric_details"]["soa"]["absent_classes"]) == 78

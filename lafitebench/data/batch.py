@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -16,7 +17,9 @@ class Batch:
         captions: each image's caption (or None).
         soa_classes: each image's SOA class key (or None).
         indices: each image's index in its set (sample order; used to put rows gathered from
-            several processes back in order). Empty means ``0..N-1`` of this batch.
+            several processes back in order). Empty when the producer does not number them.
+        features: network features of these images by key, filled by the metric engine's
+            feature stage (e.g. ``("pool3", 2)``: Inception pool3 at blur level 2).
     """
 
     images: torch.Tensor
@@ -24,3 +27,4 @@ class Batch:
     captions: list[str | None] = field(default_factory=list)
     soa_classes: list[str | None] = field(default_factory=list)
     indices: list[int] = field(default_factory=list)
+    features: dict[Any, Any] = field(default_factory=dict)

@@ -86,7 +86,7 @@ class _DecodeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:  # i: index in the set
         try:
             return i, _img.load_image(self.paths[i], self.resolution, crop=self.crop), None
         except InputError as e:
@@ -213,24 +213,32 @@ class ImageSet:
                 "Remove them, or skip them explicitly (skip_bad / --skip-bad)."
             )
 
-    def loader(self, batch_size: int, num_workers: int = 0, skip_bad: bool = False) -> Iterator[Batch]:
-        """Yield :class:`~lafitebench.data.batch.Batch` objects (uint8 [N,3,R,R]) in item order.
+    def loader(self, batch_size: int, num_workers: int = 0, skip_bad: bool = False,
+               shard: bool = False) -> Iterator[Batch]:
+        """Yield :class:`~lafitebench.data.batch.Batch` objects (uint8 [N,3,R,R]) in item order,
+        each with the items' indices in this set.
 
-        With ``skip_bad=True`` unreadable images are left out; after the pass their files are
-        in ``self.skipped`` (reasons in ``self.skip_reasons``). With ``skip_bad=False`` the first
-        unreadable image raises.
+        With ``shard=True`` under torchrun, this process gets batches ``rank, rank+W, ...`` of the
+        same batching (see :mod:`lafitebench.runtime.distributed`). With ``skip_bad=True``
+        unreadable images are left out; after the pass their files are in ``self.skipped``
+        (reasons in ``self.skip_reasons``; this process's shard only). With ``skip_bad=False``
+        the first unreadable image raises.
 
         Raises:
             InputError: an unreadable image (names the file) when ``skip_bad`` is False;
                 a non-positive ``batch_size``.
         """
+        from ..runtime import distributed
+
         if batch_size < 1:
-            raise InputError(f"batch_size must be at least 1, got {batch_size}")
+            raise InputError(f"batch_size must be at least 1, got {batch_size}", param="batch_size")
         self.skipped = []
         self.skip_reasons = {}
+        batches = [list(range(s, min(s + batch_size, len(self.items)))) for s in range(0, len(self.items), batch_size)]
+        if shard:
+            batches = distributed.shard_batches(batches)
         ds = _DecodeDataset([it.path for it in self.items], self.resolution, self.crop, skip_bad)
-        dl = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=_collate, drop_last=False)
+        dl = DataLoader(ds, batch_sampler=batches, num_workers=num_workers, collate_fn=_collate)
         for out in dl:
             for i, msg in out["bad"]:
                 f = str(self.items[i].path)
@@ -244,6 +252,7 @@ class ImageSet:
                 files=[str(it.path) for it in its],
                 captions=[it.caption for it in its],
                 soa_classes=[it.soa_class for it in its],
+                indices=list(out["indices"]),
             )
 
     def subset(self, indices: Sequence[int], name: str | None = None) -> "ImageSet":

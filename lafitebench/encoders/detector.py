@@ -42,6 +42,17 @@ SOA_DETECTOR_SIZE = 256  # official: images resized to 256x256 for the detector
 DEFAULT_DETECTOR_CONF = 0.5  # mirrors objectness >= 0.5 (an approximation, see module docstring)
 
 
+def check_detector_conf(conf: float) -> float:
+    """The detection confidence threshold as a float in (0, 1); InputError (``detector_conf``) otherwise."""
+    try:
+        value = float(conf)
+    except (TypeError, ValueError):
+        raise InputError(f"detector_conf must be a number in (0, 1), got {conf!r}", param="detector_conf") from None
+    if not 0.0 < value < 1.0:
+        raise InputError(f"detector_conf must be in (0, 1) (exclusive), got {conf}", param="detector_conf")
+    return value
+
+
 def _import_ultralytics():
     """Import ultralytics with safe defaults (see module docstring); return the ``YOLO`` class."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
@@ -91,8 +102,7 @@ class Detector:
         self, spec: str | Path, conf: float = DEFAULT_DETECTOR_CONF, iou: float = SOA_NMS_IOU,
         imgsz: int = SOA_DETECTOR_SIZE, device: str | torch.device = "cpu",
     ) -> None:
-        if not 0.0 < float(conf) < 1.0:
-            raise InputError(f"detector_conf must be in (0, 1), got {conf}", param="detector_conf")
+        check_detector_conf(conf)
         self.conf, self.iou, self.requested_imgsz = float(conf), float(iou), int(imgsz)
         self.device = str(device)
         self.resolved = resolve_detector(spec)

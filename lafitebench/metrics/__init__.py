@@ -1,8 +1,9 @@
 """Metrics: Inception-based (IS, FID, FID-k, KID), CLIP score and SOA-C/SOA-I.
 
-The main entry point is :func:`evaluate` with an :class:`EvalConfig`; the pure numerics live in
-``fid``, ``kid``, ``isc`` and ``blur``. Names are imported lazily so that importing
-``lafitebench.metrics.base`` stays cheap.
+Every metric follows one contract (:mod:`.base`) and is registered by one line in
+:mod:`.registry`; the engine (:func:`evaluate` with an :class:`EvalConfig`) plans, runs one
+pass and reduces. The pure numerics live in ``fid``, ``kid``, ``isc`` and ``blur``. Names are
+imported lazily so that importing a submodule stays cheap.
 """
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "EvalConfig": "engine",
+    "EvalConfig": "config",
     "EvalResult": "engine",
     "evaluate": "engine",
-    "METRICS": "engine",
-    "reference_statistics": "engine",
+    "METRICS": "registry",
+    "Metric": "base",
+    "MetricRow": "base",
+    "MetricOutput": "base",
+    "reference_statistics": "reference",
     "BLUR_PRESETS": "blur",
     "blur": "blur",
     "FidStats": "fid",

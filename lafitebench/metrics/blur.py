@@ -196,3 +196,12 @@ def blur(images: torch.Tensor, k: int, preset: str = "lafite") -> torch.Tensor:
     Raises InputError for bad images or levels and UnknownNameError for an unknown preset.
     """
     return BLUR_PRESETS.get(preset).apply(images, k)
+
+
+def describe_level(preset: str, k: int) -> str:
+    """One line for a result's notes: the blur of level ``k`` under ``preset``."""
+    if not k:
+        return "no blur"
+    p = BLUR_PRESETS.get(preset)
+    return (f"blur {preset} k={k} (sigma {p.sigma(k):.3g}, effective {p.effective_sigma(k):.3g}), "
+            "re-quantised to uint8")

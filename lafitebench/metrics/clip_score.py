@@ -17,6 +17,7 @@ from ..data.batch import Batch
 from ..encoders.clip import encode_images_uint8, encode_text, load_clip, resolve_clip_weights
 from ..errors import InputError
 from ..runtime.device import resolve_device
+from .base import Metric, MetricOutput, MetricRow
 
 CLIP_SCORE_NOTES = (
     "100*max(cos,0) per image-caption pair, then the mean (torchmetrics CLIPScore clamps the mean "
@@ -63,27 +64,30 @@ _CAPTION_HELP = (
 )
 
 
-class ClipScoreAccumulator:
+class ClipScoreMetric(Metric):
     """Streams (image, caption) batches through a CLIP model; ``compute()`` gives the mean score.
 
-    Built from an ``EvalConfig`` (fields ``clip_model``, ``clip_pretrained``, ``clip_weights``,
-    ``device``, ``batch_size``, ``resolution``); the CLIP model is loaded on the first batch.
+    Uses ``config`` fields ``clip_model``, ``clip_pretrained``, ``clip_weights``, ``device``,
+    ``batch_size``, ``resolution``; the CLIP model is loaded on the first batch. State: the
+    per-pair scores (gathered in sample order) and the count of truncated captions (summed).
     """
 
-    name = "clip_score"
+    name = "clip"
     higher_is_better = True
 
-    def __init__(self, config: Any, *, allow_random: bool = False) -> None:
-        self.config = config
+    def __init__(self, config: Any, context: Any = None, *, allow_random: bool = False) -> None:
         self._allow_random = allow_random
         self._model = self._tokenizer = None
         self.info: dict[str, Any] | None = None
-        self._scores: list[torch.Tensor] = []
-        self._files: list[str] = []
-        self.n_truncated = 0
+        self._files: dict[int, str] = {}
+        super().__init__(config, context)
+
+    def setup(self) -> None:
+        self.add_state("scores", reduce="cat", row_shape=(), dtype=torch.float64)
+        self.add_state("n_truncated", torch.zeros((), dtype=torch.int64))
 
     @classmethod
-    def check(cls, config: Any, samples: Any) -> None:
+    def check(cls, config: Any, samples: Any, reference: Any = None) -> None:
         """Cheap checks before expensive work: every sample has a caption, the CLIP weights resolve.
 
         Raises:
@@ -122,47 +126,46 @@ class ClipScoreAccumulator:
             raise InputError(f"CLIP score: {len(missing)} images without a caption (e.g. {files}); {_CAPTION_HELP}")
         if n == 0:
             return
+        idx = self.indices_of(batch)
         self._ensure_model()
         bs = int(getattr(self.config, "batch_size", 0) or n)
         img = encode_images_uint8(self._model, self.info["preprocess"], batch.images, batch_size=bs)
         txt, n_trunc = encode_text(self._model, self._tokenizer, list(batch.captions), batch_size=bs)
-        self._scores.append(clip_score_from_features(img, txt).cpu())
-        self._files.extend(batch.files)
-        self.n_truncated += n_trunc
+        self.append("scores", clip_score_from_features(img, txt), idx)
+        self.add("n_truncated", torch.tensor(n_trunc))
+        self._files.update(zip(idx, batch.files))
 
     def per_image(self):
-        """pandas DataFrame (file, clip_score) of every scored pair, in input order."""
+        """pandas DataFrame (index, file, clip_score) of every pair this process scored, in sample order."""
         import pandas as pd
 
-        scores = torch.cat(self._scores).numpy() if self._scores else np.zeros(0)
-        return pd.DataFrame({"file": self._files, "clip_score": scores})
+        idx = self.row_index("scores").tolist()
+        return pd.DataFrame({"index": idx, "file": [self._files.get(i) for i in idx],
+                             "clip_score": self.rows("scores").numpy()})
 
-    def compute(self) -> dict[str, Any]:
+    def provenance(self) -> dict[str, Any]:
+        info = self.info or {}
+        return {"model": info.get("model"), "pretrained": info.get("pretrained"),
+                "weights_sha256": info.get("weights_sha256"), "weights_source": info.get("weights_source"),
+                "weights_verified": info.get("weights_verified"),
+                "resolution": getattr(self.config, "resolution", None),
+                "preprocess": {k: (list(v) if isinstance(v, tuple) else v) for k, v in info.get("preprocess", {}).items()}}
+
+    def compute(self) -> MetricOutput:
         """Mean per-pair score and its provenance.
 
         Raises:
             InputError: nothing was scored.
         """
-        if not self._scores:
+        s = self.rows("scores").numpy()
+        if not s.size:
             raise InputError("CLIP score: no images were scored (empty sample set?)")
-        s = torch.cat(self._scores).numpy()
+        if self.info is None:  # this process scored no batch (more processes than batches)
+            self._ensure_model()
         info = self.info or {}
-        return {
-            "metric_id": clip_metric_id(info.get("model"), info.get("pretrained"), info.get("weights_sha256")),
-            "metric": "CLIP score",
-            "clip_score": float(s.mean()),
-            "value": float(s.mean()),
-            "std": float(s.std(ddof=0)),
-            "n": int(s.size),
-            "n_truncated": int(self.n_truncated),
-            "higher_is_better": True,
-            "model": info.get("model"),
-            "pretrained": info.get("pretrained"),
-            "weights_sha256": info.get("weights_sha256"),
-            "weights_source": info.get("weights_source"),
-            "weights_verified": info.get("weights_verified"),
-            "resolution": getattr(self.config, "resolution", None),
-            "preprocess": {k: (list(v) if isinstance(v, tuple) else v) for k, v in info.get("preprocess", {}).items()},
-            "notes": CLIP_SCORE_NOTES + (" RANDOM CLIP WEIGHTS (test only)." if info.get("random_init") else ""),
-        }
-
+        notes = CLIP_SCORE_NOTES + (" RANDOM CLIP WEIGHTS (test only)." if info.get("random_init") else "")
+        row = MetricRow(clip_metric_id(info.get("model"), info.get("pretrained"), info.get("weights_sha256")),
+                        "CLIP score", float(s.mean()), float(s.std(ddof=0)), int(s.size), True, notes)
+        details = {"clip_score": float(s.mean()), "std": float(s.std(ddof=0)), "n": int(s.size),
+                   "n_truncated": int(self.value("n_truncated")), **self.provenance()}
+        return MetricOutput(rows=[row], details=details)

@@ -15,12 +15,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..errors import InputError
 from ..io.files import atomic_write
+from .base import Metric, MetricOutput, MetricRow
+
+POOL3_DIM = 2048
 
 
 @dataclass
@@ -68,8 +72,7 @@ class FeatureMoments:
     def factor(self) -> np.ndarray:
         """``R`` with ``R Rᵀ = sigma``: the centred rows / sqrt(n-1) while n <= dim, else :func:`sqrt_factor`."""
         if self._rows is not None and self.n >= 2:
-            x = torch.cat(self._rows).numpy()
-            return ((x - self.sum.numpy() / self.n).T / np.sqrt(self.n - 1)).copy()
+            return centred_factor(torch.cat(self._rows).numpy(), self.sum.numpy() / self.n)
         return sqrt_factor(self.stats().sigma)
 
     def stats(self) -> FidStats:
@@ -97,6 +100,13 @@ def features_to_stats(features: torch.Tensor | np.ndarray) -> FidStats:
     acc = FeatureMoments(f.shape[1])
     acc.update(f)
     return acc.stats()
+
+
+def centred_factor(rows: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """``R = (X - mu)ᵀ / sqrt(n-1)`` (D×n) of the feature rows ``X`` [n, D]: ``R Rᵀ`` is the unbiased
+    covariance, exactly, without an eigendecomposition (used while n <= D)."""
+    x = np.asarray(rows, dtype=np.float64)
+    return ((x - np.asarray(mu, dtype=np.float64)).T / np.sqrt(x.shape[0] - 1)).copy()
 
 
 def sqrt_factor(sigma: np.ndarray) -> np.ndarray:
@@ -167,3 +177,86 @@ def load_stats(path: str | os.PathLike) -> FidStats:
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise InputError(f"{p}: inconsistent shapes mu {mu.shape}, sigma {sigma.shape}")
     return FidStats(mu=mu.astype(np.float64), sigma=sigma.astype(np.float64), n=n)
+
+
+# --- the metric ------------------------------------------------------------------------------------
+
+def fid_metric_id(n: int, level: int, preset: str) -> str:
+    """``fid{N}_blur{k}_{preset}`` (level 0 has no preset: ``fid{N}_blur0``)."""
+    from .base import count_tag
+
+    return f"fid{count_tag(n)}_blur{level}" + (f"_{preset}" if level else "")
+
+
+def _fid_levels(config: Any) -> list[int]:
+    raw = [config.fid_blur] if isinstance(config.fid_blur, int) else list(config.fid_blur or [])
+    return sorted({int(k) for k in raw})
+
+
+class FidMetric(Metric):
+    """FID and FID-k (one row per blur level in ``config.fid_blur``) from streamed float64 moments.
+
+    States per level k: ``sum{k}`` [D], ``outer{k}`` [D, D] and ``n{k}``, all sums, so shards add.
+    """
+
+    name = "fid"
+    needs_reference = True
+    higher_is_better = False
+
+    def setup(self) -> None:
+        self.levels = _fid_levels(self.config)
+        dim = int(self.context.get("pool3_dim", POOL3_DIM))
+        for k in self.levels:
+            self.add_state(f"sum{k}", torch.zeros(dim, dtype=torch.float64))
+            self.add_state(f"outer{k}", torch.zeros(dim, dim, dtype=torch.float64))
+            self.add_state(f"n{k}", torch.zeros((), dtype=torch.int64))
+        self.reference = None
+
+    @classmethod
+    def check(cls, config: Any, samples: Any, reference: Any) -> None:
+        n_ref = len(reference.items) if reference is not None else 0
+        if len(samples.items) < 2 or n_ref < 2:
+            raise InputError(f"FID needs at least 2 images in each set (samples: {len(samples.items)}, "
+                             f"reference: {n_ref})")
+        if config.fid_trace not in FID_TRACE_METHODS:
+            raise InputError(f"fid_trace must be one of {', '.join(FID_TRACE_METHODS)}, got {config.fid_trace!r}",
+                             param="fid_trace")
+
+    @classmethod
+    def sample_features(cls, config: Any) -> set:
+        return {("pool3", k) for k in _fid_levels(config)}
+
+    @classmethod
+    def reference_features(cls, config: Any) -> set:
+        return {("moments", k) for k in _fid_levels(config)}
+
+    def bind_reference(self, reference: Any) -> None:
+        self.reference = reference
+
+    def update(self, batch: Any) -> None:
+        for k in self.levels:
+            x = batch.features[("pool3", k)].detach().to("cpu", torch.float64)
+            self.add(f"sum{k}", x.sum(0))
+            self.add(f"outer{k}", x.T @ x)
+            self.add(f"n{k}", torch.tensor(x.shape[0]))
+
+    def stats(self, level: int) -> FidStats:
+        """The samples' FID statistics at ``level``."""
+        return moments_to_stats(self.value(f"sum{level}").numpy(), self.value(f"outer{level}").numpy(),
+                                int(self.value(f"n{level}")))
+
+    def compute(self) -> MetricOutput:
+        from .blur import describe_level
+
+        cfg, ref = self.config, self.reference
+        rows, values = [], {}
+        for k in self.levels:
+            st = self.stats(k)
+            r = ref.levels[k]
+            value = fid_from_stats(st, r.stats, method=cfg.fid_trace, factor_b=r.factor)
+            name = f"FID-{k}" if (k == 0 or cfg.blur_preset == "lafite") else f"FID-{k} ({cfg.blur_preset})"
+            rows.append(MetricRow(fid_metric_id(st.n, k, cfg.blur_preset), name, value, n=st.n, higher_is_better=False,
+                                  notes=f"{describe_level(cfg.blur_preset, k)}; reference {ref.name} ({ref.n} images); "
+                                        f"{self.context.get('inception_tag', 'Inception')} pool3"))
+            values[k] = value
+        return MetricOutput(rows=rows, details={"values": values, "trace": cfg.fid_trace})

@@ -11,10 +11,13 @@ Sample order is part of the protocol:
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from ..errors import InputError
+from .base import Metric, MetricOutput, MetricRow, count_tag
 
 DEFAULT_SPLITS = 10
 
@@ -45,3 +48,51 @@ def is_from_logits(logits: torch.Tensor | np.ndarray, splits: int = DEFAULT_SPLI
         kl = (p_c * (log_p_c - q.log())).sum(dim=1).mean().exp().item()
         scores.append(kl)
     return float(np.mean(scores)), float(np.std(scores))
+
+
+# --- the metric ------------------------------------------------------------------------------------
+
+def is_metric_id(n: int, splits: int, shuffle: bool) -> str:
+    """``is{N}_{splits}splits_{shuffled|ordered}``."""
+    return f"is{count_tag(n)}_{splits}splits_{'shuffled' if shuffle else 'ordered'}"
+
+
+class IsMetric(Metric):
+    """Inception Score from the level-0 unbiased logits (rows gathered in sample order)."""
+
+    name = "is"
+    needs_reference = False
+    higher_is_better = True
+
+    def setup(self) -> None:
+        self.add_state("logits", reduce="cat", row_shape=(int(self.context.get("logits_dim", 1008)),),
+                       dtype=torch.float32)
+
+    @classmethod
+    def check(cls, config: Any, samples: Any, reference: Any) -> None:
+        if not isinstance(config.isc_splits, int) or config.isc_splits < 1:
+            raise InputError(f"isc_splits must be a positive integer, got {config.isc_splits!r}", param="isc_splits")
+        n = len(samples.items)
+        if n < config.isc_splits:
+            raise InputError(f"Inception Score with {config.isc_splits} splits needs at least {config.isc_splits} "
+                             f"images, got {n}; generate more or lower isc_splits", param="isc_splits")
+
+    @classmethod
+    def sample_features(cls, config: Any) -> set:
+        return {("logits", 0)}
+
+    def update(self, batch: Any) -> None:
+        self.append("logits", batch.features[("logits", 0)], self.indices_of(batch))
+
+    def compute(self) -> MetricOutput:
+        cfg = self.config
+        logits = self.rows("logits")
+        mean, std = is_from_logits(logits, cfg.isc_splits, cfg.isc_shuffle, cfg.seed)
+        n = int(len(logits))
+        order = f"shuffled (numpy RandomState({cfg.seed}).permutation)" if cfg.isc_shuffle else "generation order"
+        row = MetricRow(is_metric_id(n, cfg.isc_splits, cfg.isc_shuffle), "IS", mean, std, n, True,
+                        f"{cfg.isc_splits} splits, {order}, std ddof 0; "
+                        f"{self.context.get('inception_tag', 'Inception')} unbiased logits")
+        return MetricOutput(rows=[row], details={"mean": mean, "std": std, "splits": cfg.isc_splits,
+                                                 "shuffle": cfg.isc_shuffle,
+                                                 "seed": cfg.seed if cfg.isc_shuffle else None})

@@ -11,10 +11,13 @@ smaller ``subset_size`` is allowed and recorded in the metric id).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from ..errors import InputError
+from .base import Metric, MetricOutput, MetricRow, count_tag
 
 DEFAULT_SUBSETS = 100
 DEFAULT_SUBSET_SIZE = 1000
@@ -70,3 +73,54 @@ def kid_from_features(features_1: torch.Tensor | np.ndarray, features_2: torch.T
         y = f2[rng.choice(n2, subset_size, replace=False)]
         mmds[i] = mmd2_unbiased(polynomial_kernel(x, x), polynomial_kernel(x, y), polynomial_kernel(y, y))
     return float(np.mean(mmds)), float(np.std(mmds))
+
+
+# --- the metric ------------------------------------------------------------------------------------
+
+def kid_metric_id(n: int, subset_size: int, subsets: int) -> str:
+    """``kid{N}_s{subset}x{subsets}``."""
+    return f"kid{count_tag(n)}_s{subset_size}x{subsets}"
+
+
+class KidMetric(Metric):
+    """KID from the level-0 pool3 features of both sets (rows gathered in sample order)."""
+
+    name = "kid"
+    needs_reference = True
+    higher_is_better = False
+
+    def setup(self) -> None:
+        self.add_state("features", reduce="cat", row_shape=(int(self.context.get("pool3_dim", 2048)),),
+                       dtype=torch.float32)
+        self.reference = None
+
+    @classmethod
+    def check(cls, config: Any, samples: Any, reference: Any) -> None:
+        n_ref = len(reference.items) if reference is not None else 0
+        check_kid_sizes(len(samples.items), n_ref, config.kid_subset_size, config.kid_subsets)
+
+    @classmethod
+    def sample_features(cls, config: Any) -> set:
+        return {("pool3", 0)}
+
+    @classmethod
+    def reference_features(cls, config: Any) -> set:
+        return {("rows", 0)}
+
+    def bind_reference(self, reference: Any) -> None:
+        self.reference = reference
+
+    def update(self, batch: Any) -> None:
+        self.append("features", batch.features[("pool3", 0)], self.indices_of(batch))
+
+    def compute(self) -> MetricOutput:
+        cfg, ref = self.config, self.reference
+        feats = self.rows("features")
+        ref_feats = ref.levels[0].features
+        check_kid_sizes(len(feats), len(ref_feats), cfg.kid_subset_size, cfg.kid_subsets)
+        mean, std = kid_from_features(feats, ref_feats, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)
+        n = int(len(feats))
+        row = MetricRow(kid_metric_id(n, cfg.kid_subset_size, cfg.kid_subsets), "KID", mean, std, n, False,
+                        f"unbiased MMD^2, kernel (x.y/2048+1)^3, {cfg.kid_subsets} subsets of {cfg.kid_subset_size} "
+                        f"(seed {cfg.seed}); reference {ref.name} ({ref.n})")
+        return MetricOutput(rows=[row], details={"mean": mean, "std": std})

@@ -22,12 +22,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..data.batch import Batch
 from ..data.soa import SOA_CLASSES, soa_class
-from ..encoders.detector import (DEFAULT_DETECTOR_CONF, SOA_NMS_IOU, Detector, detector_id,  # noqa: F401
-                                 resolve_detector)
+from ..encoders.detector import (DEFAULT_DETECTOR_CONF, SOA_NMS_IOU, Detector, check_detector_conf,  # noqa: F401
+                                 detector_id, resolve_detector)
 from ..errors import InputError
+from .base import Metric, MetricOutput, MetricRow
 from ..runtime.device import resolve_device
 
 
@@ -115,30 +117,32 @@ def _targets(batch: Batch) -> list[int]:
     return [soa_class(c).index for c in classes[:n]]
 
 
-class SoaAccumulator:
+class SoaMetric(Metric):
     """Streams images with their SOA class through a detector; ``compute()`` gives SOA-C/SOA-I.
 
-    Built from an ``EvalConfig`` (fields ``detector``, ``detector_conf``, ``device``,
-    ``batch_size``); the detector is loaded on the first batch.
+    Uses ``config`` fields ``detector``, ``detector_conf``, ``device``, ``batch_size``; the
+    detector is loaded on the first batch. States (gathered in sample order): each image's
+    target class and the 80-way indicator of the classes detected in it.
     """
 
     name = "soa"
     higher_is_better = True
 
-    def __init__(self, config: Any) -> None:
-        self.config = config
+    def __init__(self, config: Any, context: Any = None) -> None:
         conf = getattr(config, "detector_conf", None)
         self.conf = DEFAULT_DETECTOR_CONF if conf is None else float(conf)
-        if not 0.0 < self.conf < 1.0:
-            raise InputError(f"detector_conf must be in (0, 1), got {self.conf}")
+        check_detector_conf(self.conf)
         self.detector_spec = config.detector
         self._detector: Detector | None = None
-        self._found: list[set[int]] = []
-        self._targets: list[int] = []
-        self._files: list[str] = []
+        self._files: dict[int, str] = {}
+        super().__init__(config, context)
+
+    def setup(self) -> None:
+        self.add_state("target", reduce="cat", row_shape=(), dtype=torch.int64)
+        self.add_state("found", reduce="cat", row_shape=(len(SOA_CLASSES),), dtype=torch.uint8)
 
     @classmethod
-    def check(cls, config: Any, samples: Any) -> None:
+    def check(cls, config: Any, samples: Any, reference: Any = None) -> None:
         """Cheap checks before expensive work: every sample has a known SOA class, the detector
         weights resolve (and its backend is installed), the threshold is valid.
 
@@ -156,9 +160,7 @@ class SoaAccumulator:
             )
         for it in items:
             soa_class(it.soa_class)
-        conf = getattr(config, "detector_conf", None)
-        if conf is not None and not 0.0 < float(conf) < 1.0:
-            raise InputError(f"detector_conf must be in (0, 1), got {conf}")
+        check_detector_conf(getattr(config, "detector_conf", DEFAULT_DETECTOR_CONF))
         resolve_detector(config.detector)
 
     @property
@@ -177,32 +179,49 @@ class SoaAccumulator:
         targets = _targets(batch)
         if not targets:
             return
+        idx = self.indices_of(batch)
         bs = int(getattr(self.config, "batch_size", 0) or len(targets))
+        found: list[set[int]] = []
         for s in range(0, len(targets), bs):
-            self._found.extend(self.detector.detect(batch.images[s : s + bs]))
-        self._targets.extend(targets)
-        self._files.extend(batch.files)
+            found.extend(self.detector.detect(batch.images[s : s + bs]))
+        onehot = torch.zeros(len(targets), len(SOA_CLASSES), dtype=torch.uint8)
+        for i, f in enumerate(found):
+            onehot[i, sorted(f)] = 1
+        self.append("target", torch.tensor(targets, dtype=torch.int64), idx)
+        self.append("found", onehot, idx)
+        self._files.update(zip(idx, batch.files))
+
+    def _detections(self) -> tuple[list[set[int]], list[int]]:
+        found = [set(torch.nonzero(r).flatten().tolist()) for r in self.rows("found")]
+        return found, self.rows("target").tolist()
 
     def per_image(self) -> pd.DataFrame:
-        """file, class_key, detected (bool), classes found — one row per image."""
+        """index, file, class_key, detected (bool), classes found — one row per image, in sample order."""
+        found, targets = self._detections()
+        idx = self.row_index("target").tolist()
         return pd.DataFrame(
             {
-                "file": self._files,
-                "class_key": [SOA_CLASSES[t].key for t in self._targets],
-                "detected": [t in f for t, f in zip(self._targets, self._found)],
-                "found": [sorted(f) for f in self._found],
+                "index": idx,
+                "file": [self._files.get(i) for i in idx],
+                "class_key": [SOA_CLASSES[t].key for t in targets],
+                "detected": [t in f for t, f in zip(targets, found)],
+                "found": [sorted(f) for f in found],
             }
         )
 
-    def compute(self) -> dict[str, Any]:
+    def provenance(self) -> dict[str, Any]:
+        return self.detector.provenance()
+
+    def compute(self) -> MetricOutput:
         """SOA-C and SOA-I (percent) with the per-class table, absent classes and detector provenance.
 
         Raises:
             InputError: no images were evaluated.
         """
-        if not self._targets:
+        found, targets = self._detections()
+        if not targets:
             raise InputError("SOA: no images were evaluated (empty sample set?)")
-        soa_c, soa_i, table = soa_from_detections(self._found, self._targets)
+        soa_c, soa_i, table = soa_from_detections(found, targets)
         present = table[table.present]
         absent = table[~table.present]
         id_c, id_i = soa_metric_ids(self.detector_spec, self.conf)
@@ -212,27 +231,14 @@ class SoaAccumulator:
         det = self.detector.provenance()
         where = f"{det['detector']} conf>{self.conf:g}, NMS IoU {det['nms_iou']:g}, input {det['detector_input_size']}"
         n = int(table.n_images.sum())
+        approx = "approximation of the official YOLOv3 protocol"
         rows = [
-            {"metric_id": id_c, "metric": "SOA-C", "value": soa_c, "std": None, "n": n, "higher_is_better": True,
-             "notes": f"{where}; {denominator}; mean of per-class detection accuracy (%), approximation of "
-                      "the official YOLOv3 protocol"},
-            {"metric_id": id_i, "metric": "SOA-I", "value": soa_i, "std": None, "n": n, "higher_is_better": True,
-             "notes": f"{where}; image-weighted accuracy (%) over {n} images in {len(present)} classes; "
-                      "approximation of the official YOLOv3 protocol"},
+            MetricRow(id_c, "SOA-C", soa_c, n=n, notes=f"{where}; {denominator}; mean of per-class detection "
+                                                         f"accuracy (%), {approx}"),
+            MetricRow(id_i, "SOA-I", soa_i, n=n, notes=f"{where}; image-weighted accuracy (%) over {n} images in "
+                                                         f"{len(present)} classes; {approx}"),
         ]
-        return {
-            "rows": rows,
-            "metric_id": id_c,
-            "metric_id_soa_i": id_i,
-            "metric": "soa",
-            "soa_c": soa_c,
-            "soa_i": soa_i,
-            "n": n,
-            "n_classes": int(len(present)),
-            "absent_classes": list(absent.class_key),
-            "denominator": denominator,
-            "higher_is_better": True,
-            "per_class": table,
-            **det,
-            "notes": f"{SOA_NOTES} {denominator}.",
-        }
+        details = {"soa_c": soa_c, "soa_i": soa_i, "n": n, "n_classes": int(len(present)),
+                   "absent_classes": list(absent.class_key), "denominator": denominator, **det,
+                   "notes": f"{SOA_NOTES} {denominator}."}
+        return MetricOutput(rows=rows, tables={"soa_per_class": table}, details=details)

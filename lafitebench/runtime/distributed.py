@@ -166,3 +166,12 @@ def describe() -> dict[str, Any]:
     return {"world_size": world_size(), "rank": rank(),
             "backend": dist.get_backend() if active() else None,
             "launcher": "torchrun" if is_torchrun() else None}
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """``obj`` from every rank, in rank order (``[obj]`` on one process)."""
+    if not active():
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out

@@ -1,0 +1,61 @@
+"""The options of an evaluation: one dataclass, the single source of defaults for the API and the CLI."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: The FID-k blur levels of LAFITE's tables.
+PAPER_BLUR_LEVELS = (0, 1, 2, 4, 8)
+
+
+@dataclass
+class EvalConfig:
+    """Every option of an evaluation (all of it is recorded in the result's provenance).
+
+    Attributes:
+        metrics: names from :data:`METRICS` (``fid``, ``kid``, ``is``, ``clip``, ``soa``).
+        fid_blur: FID-k blur levels (0 = plain FID); LAFITE's tables use 0, 1, 2, 4, 8.
+        blur_preset: ``lafite`` (LAFITE's torchvision blur) or ``pil`` (see :mod:`.blur`).
+        resolution: side of the decoded images; sample and reference sets must be built with it.
+        batch_size, num_workers: decoding / forward batching (results do not depend on them).
+        device: ``auto`` (CUDA if available), ``cpu``, ``cuda``...
+        inception_weights: a registered name, a local file, or None for ``inception-2015-12-05``.
+        inception_channels_last: run Inception convolutions channels-last (off by default, so
+            results equal torch-fidelity's). About 2x faster on CPU; features then differ from
+            torch-fidelity's by float32 rounding (FID ~1e-8 relative with the real weights).
+        fid_trace: how FID's ``Tr((S1 S2)^½)`` is computed: ``eigh`` (symmetric form with the
+            reference factor cached; exact) or ``eigvals`` (torch-fidelity's formula, bit-for-bit);
+            see :func:`lafitebench.metrics.fid.fid_from_stats`.
+        clip_model, clip_pretrained, clip_weights: CLIP scorer (see clip_score).
+        detector, detector_conf: SOA detector name/path and confidence threshold.
+        kid_subset_size, kid_subsets: KID protocol (torch-fidelity defaults 1000 x 100).
+        isc_splits, isc_shuffle: IS protocol (10 splits; shuffled = torch-fidelity, else
+            generation order = StyleGAN2/LAFITE).
+        seed: RNG seed of the IS shuffle and the KID subsets (torch-fidelity's 2020).
+        skip_bad: leave unreadable images out (listed in provenance) instead of failing.
+        use_cache: read/write cached reference statistics.
+        progress: Rich progress bars on stderr.
+    """
+
+    metrics: list[str] = field(default_factory=lambda: ["is", "fid"])
+    fid_blur: list[int] = field(default_factory=lambda: [0])
+    blur_preset: str = "lafite"
+    resolution: int = 256
+    batch_size: int = 32
+    num_workers: int = 0
+    device: str = "auto"
+    inception_weights: str | None = None
+    inception_channels_last: bool = False
+    fid_trace: str = "eigh"
+    clip_model: str = "ViT-B-32"
+    clip_pretrained: str | None = "openai"
+    clip_weights: str | None = None
+    detector: str = "yolov8n.pt"
+    detector_conf: float = 0.5
+    kid_subset_size: int = 1000
+    kid_subsets: int = 100
+    isc_splits: int = 10
+    isc_shuffle: bool = True
+    seed: int = 2020
+    skip_bad: bool = False
+    use_cache: bool = True
+    progress: bool = True
