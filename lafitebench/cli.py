@@ -150,6 +150,10 @@ def eval_cmd(
     except LafitebenchError as e:
         _fail(e)
         return
+    from .runtime import distributed
+
+    if not distributed.is_main():
+        return
     res = job.result
     if as_json:
         payload = {"results": json.loads(res.table.to_json(orient="records")), "provenance": res.provenance,

@@ -88,5 +88,5 @@ def feed(image_set: Any, metrics: Iterable[Any], stage: "InceptionStage | None",
             m.update(batch)
         seen += int(batch.images.shape[0])
         if task is not None:  # rank 0 shows progress; the other ranks move at the same pace
-            bar.advance(task, batch.images.shape[0] * distributed.world_size())
+            bar.update(task, completed=min(len(image_set.items), seen * distributed.world_size()))
     return seen
