@@ -5,7 +5,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -93,6 +93,39 @@ class LoadedModel:
         return self.G_ema(z.to(dev, torch.float32), h, truncation_psi=truncation_psi, noise_mode=noise_mode,
                           noise_generator=noise_generator)
 
+
+    @torch.no_grad()
+    def sample(self, text_features: torch.Tensor, seed: int, indices: Sequence[int] | None = None, *,
+               truncation_psi: float = 1.0, noise_mode: str = "const", check_normalized: bool = True) -> torch.Tensor:
+        """Seeded images for samples ``indices`` (default ``0..N-1``): z and layer noise of sample
+        ``i`` come from ``(seed, i)`` only, so an image does not depend on the batching (see
+        :func:`lafitebench.models.sampling.generate`). Float32 [N, 3, R, R] in about [-1, 1].
+
+        Raises InputError for a bad seed, a mis-shaped condition or (``check_normalized``)
+        features that are not L2-normalised.
+        """
+        from .models.sampling import generate
+        from .runtime.rng import check_seed
+
+        check_seed(seed)
+        n = text_features.shape[0] if isinstance(text_features, torch.Tensor) else 0
+        indices = list(range(n)) if indices is None else [int(i) for i in indices]
+        self._check_condition(text_features, len(indices), check_normalized)
+        return generate(self.G_ema, text_features, seed, indices, truncation_psi=truncation_psi, noise_mode=noise_mode)
+
+    def _check_condition(self, text_features: torch.Tensor, n: int, check_normalized: bool) -> None:
+        if not isinstance(text_features, torch.Tensor) or text_features.ndim != 2 or text_features.shape != (n, self.f_dim):
+            got = list(text_features.shape) if isinstance(text_features, torch.Tensor) else type(text_features).__name__
+            raise InputError(f"text_features must have shape [{n}, {self.f_dim}], got {got}", param="text_features")
+        if check_normalized:
+            norms = text_features.float().norm(dim=1)
+            bad = (norms - 1).abs() > _NORM_TOL
+            if bool(bad.any()):
+                i = int(bad.nonzero()[0])
+                raise InputError(
+                    f"text_features row {i} has L2 norm {float(norms[i]):.4f}; LAFITE expects L2-normalised CLIP "
+                    "features: pass torch.nn.functional.normalize(h, dim=-1) (or check_normalized=False)",
+                    param="text_features")
 
 
 def load_model(

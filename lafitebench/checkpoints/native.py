@@ -24,8 +24,6 @@ Layout of a native file:
 """
 from __future__ import annotations
 
-import copy
-import importlib
 import inspect
 import json
 import os
@@ -40,7 +38,8 @@ from ..encoders.clip import CLIP_BACKBONES, UNKNOWN_CLIP, clip_config  # noqa: F
 from ..errors import CheckpointError, InputError
 from ..io.jsonable import to_jsonable
 from ..io.state_dict import check_state_dict
-from ..registry import Registry
+from ..models import NETWORKS as NETWORK_CLASSES
+from ..models.capture import complete_init_kwargs
 
 FORMAT_NAME = "lafitebench-native"
 FORMAT_VERSION = 1
@@ -58,12 +57,6 @@ VARIANTS = {
     "zero-shot": "pre-trained on Google CC3M, evaluated zero-shot on another set",
 }
 UNKNOWN_VARIANT = "unknown"
-
-#: Classes a native file may name, as lazy references (the networks live in lafitebench.models).
-NETWORK_CLASSES: Registry[type] = Registry("network class")
-NETWORK_CLASSES.register("Generator", "lafitebench.models.generator:Generator")
-NETWORK_CLASSES.register("Discriminator", "lafitebench.models.discriminator:Discriminator")
-NETWORK_CLASSES.register("PerturbationNetwork", "lafitebench.models.pseudo_text:PerturbationNetwork")
 
 # ----------------------------------------------------------------------------------------------
 # config validation
@@ -135,63 +128,6 @@ def _class_for(name: str, where: str) -> type:
         raise CheckpointError(f"{where}: network class {name!r} cannot be imported ({e})") from e
 
 
-#: Nested constructor dicts completed with the sub-network's defaults: class name →
-#: {kwarg: ("module:Class", arguments the parent passes itself, left out)}.
-_NESTED_KWARGS: dict[str, dict[str, tuple[str, frozenset[str]]]] = {
-    "Generator": {
-        "mapping_kwargs": ("lafitebench.models.generator:MappingNetwork", frozenset({"z_dim", "w_dim", "num_ws"})),
-        "synthesis_kwargs": ("lafitebench.models.generator:SynthesisNetwork",
-                             frozenset({"w_dim", "img_resolution", "img_channels", "f_dim"})),
-    },
-}
-
-
-def _defaults(cls: type, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
-    sig = inspect.signature(cls.__init__)
-    return {n: p.default for n, p in sig.parameters.items()
-            if n != "self" and n not in exclude and p.default is not inspect.Parameter.empty
-            and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-
-
-def complete_init_kwargs(cls: type, init_kwargs: Mapping[str, Any]) -> dict:
-    """``init_kwargs`` plus the constructor's defaults for every argument not given.
-
-    For the nested dicts listed in ``_NESTED_KWARGS`` (e.g. the generator's
-    ``synthesis_kwargs``) the sub-network's defaults are written out too. Raises InputError
-    for an argument the constructor does not accept (so a config never records something the
-    class would ignore).
-    """
-    out = _complete_top(cls, init_kwargs)
-    for key, (ref, exclude) in _NESTED_KWARGS.get(cls.__name__, {}).items():
-        module, attr = ref.split(":")
-        sub_cls = getattr(importlib.import_module(module), attr)
-        sub = dict(out.get(key) or {})
-        for n, v in _defaults(sub_cls, exclude).items():
-            sub.setdefault(n, copy.deepcopy(v))
-        out[key] = sub
-    return _jsonable(out)
-
-
-def _complete_top(cls: type, init_kwargs: Mapping[str, Any]) -> dict:
-    sig = inspect.signature(cls.__init__)
-    params = {n: p for n, p in sig.parameters.items() if n != "self"}
-    accepts_var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    out = {}
-    for n, p in params.items():
-        if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-            continue
-        if n in init_kwargs:
-            out[n] = copy.deepcopy(init_kwargs[n])
-        elif p.default is not inspect.Parameter.empty:
-            out[n] = copy.deepcopy(p.default)
-    extra = [k for k in init_kwargs if k not in out]
-    if extra and not accepts_var_kw:
-        raise InputError(f"{cls.__name__} does not accept init_kwargs {extra}")
-    for k in extra:
-        out[k] = copy.deepcopy(init_kwargs[k])
-    return out
-
-
 def _jsonable(obj: Any) -> Any:
     """Plain JSON types (tuples → lists, numpy scalars → Python numbers); anything else is an InputError."""
     try:
@@ -251,7 +187,7 @@ def save_native(path: str | os.PathLike, networks: Mapping[str, nn.Module], conf
             raise InputError(
                 f"save_native: network {name!r} is a {type(module).__name__}, config names class {spec['class']!r}"
             )
-        spec["init_kwargs"] = complete_init_kwargs(cls, kwargs)
+        spec["init_kwargs"] = _jsonable(complete_init_kwargs(cls, kwargs))
         net_cfg[name] = spec
         for key, t in module.state_dict().items():
             tensors[f"{name}.{key}"] = t.detach().to("cpu").contiguous().clone()

@@ -3,6 +3,7 @@
 State-dict keys equal the official LAFITE ones, so official snapshots load without mapping
 (see :mod:`lafitebench.checkpoints.official`).
 """
+from .capture import NETWORKS, complete_init_kwargs, persistent_network
 from .discriminator import Discriminator, DiscriminatorBlock, DiscriminatorEpilogue, semantic_logits
 from .generator import (
     Generator,
@@ -28,7 +29,7 @@ from .pseudo_text import (
 )
 
 __all__ = [
-    "Conv2dLayer", "Discriminator", "DiscriminatorBlock", "DiscriminatorEpilogue", "FullyConnectedLayer",
+    "NETWORKS", "complete_init_kwargs", "persistent_network", "Conv2dLayer", "Discriminator", "DiscriminatorBlock", "DiscriminatorEpilogue", "FullyConnectedLayer",
     "Generator", "MappingNetwork", "MinibatchStdLayer", "PerturbationNetwork", "SynthesisBlock", "SynthesisLayer",
     "SynthesisNetwork", "ToRGBLayer", "bias_act", "gaussian_pseudo_text", "load_perturbation_network",
     "modulated_conv2d", "perturb_text", "semantic_logits", "upfirdn2d",

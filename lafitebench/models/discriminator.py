@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
+from .capture import persistent_network
 from .layers import Conv2dLayer, FullyConnectedLayer, MinibatchStdLayer, setup_filter
 
 SEMANTIC_TERMS = ("paper", "official")
@@ -109,6 +110,7 @@ class DiscriminatorEpilogue(nn.Module):
         return self.out(x), fts
 
 
+@persistent_network
 class Discriminator(nn.Module):
     """LAFITE discriminator ``D(x, h) -> (logits [N, 1], f_s(x) [N, f_dim])``.
 
@@ -142,12 +144,6 @@ class Discriminator(nn.Module):
             raise InputError(f"img_resolution must be a power of two >= 8, got {img_resolution}")
         self.img_resolution, self.img_channels, self.f_dim, self.c_dim = img_resolution, img_channels, f_dim, c_dim
         self.use_norm, self.use_fts = use_norm, use_fts
-        self.init_kwargs = dict(
-            img_resolution=img_resolution, img_channels=img_channels, f_dim=f_dim, c_dim=c_dim,
-            channel_base=channel_base, channel_max=channel_max, num_fp16_res=num_fp16_res, conv_clamp=conv_clamp,
-            use_norm=use_norm, use_fts=use_fts, mbstd_group_size=mbstd_group_size,
-            mbstd_num_channels=mbstd_num_channels, resample_filter=list(resample_filter),
-        )
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]
         channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
         fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)

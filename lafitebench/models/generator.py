@@ -21,6 +21,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..runtime.rng import randn_from
+from .capture import persistent_network
 from .layers import FullyConnectedLayer, modulated_conv2d, normalize_2nd_moment, bias_act, setup_filter, upsample2d
 
 NOISE_MODES = ("const", "random", "none")
@@ -178,12 +180,16 @@ class SynthesisLayer(nn.Module):
         noise_mode: str = "const",
         fused_modconv: bool = True,
         gain: float = 1.0,
-        noise_generator: torch.Generator | None = None,
+        noise_generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> torch.Tensor:
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device,
-                                generator=noise_generator) * self.noise_strength
+            if isinstance(noise_generator, (list, tuple)):  # one generator per sample (runtime.rng)
+                noise = randn_from(noise_generator, [1, self.resolution, self.resolution], device=x.device)
+            else:
+                noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device,
+                                    generator=noise_generator)
+            noise = noise * self.noise_strength
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(x, self.weight, style, noise=noise, up=self.up, padding=self.padding,
@@ -271,7 +277,7 @@ class SynthesisBlock(nn.Module):
         styles: Sequence[torch.Tensor],
         noise_mode: str = "const",
         force_fp32: bool = False,
-        noise_generator: torch.Generator | None = None,
+        noise_generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n = styles[0].shape[0]
         device = styles[0].device
@@ -385,7 +391,7 @@ class SynthesisNetwork(nn.Module):
         styles: Sequence[torch.Tensor] | None = None,
         return_styles: bool = False,
         force_fp32: bool = False,
-        noise_generator: torch.Generator | None = None,
+        noise_generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ):
         """Synthesise images in about [-1, 1] ([N, C, R, R], float32).
 
@@ -412,6 +418,7 @@ class SynthesisNetwork(nn.Module):
         return (img, styles) if return_styles else img
 
 
+@persistent_network
 class Generator(nn.Module):
     """LAFITE generator ``G(z, h) -> image`` (mapping network + text-conditioned synthesis).
 
@@ -444,9 +451,6 @@ class Generator(nn.Module):
                 raise InputError(f"f_dim={f_dim} disagrees with synthesis_kwargs['f_dim']={sf}")
         self.z_dim, self.w_dim, self.c_dim, self.f_dim = z_dim, w_dim, c_dim, f_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
-        self.init_kwargs = dict(z_dim=z_dim, w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels,
-                                f_dim=f_dim, c_dim=c_dim, mapping_kwargs=dict(mapping_kwargs),
-                                synthesis_kwargs=dict(synthesis_kwargs))
         try:
             self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, f_dim=f_dim, **synthesis_kwargs)
             self.num_ws = self.synthesis.num_ws
@@ -465,13 +469,14 @@ class Generator(nn.Module):
         return_ws: bool = False,
         return_styles: bool = False,
         force_fp32: bool = False,
-        noise_generator: torch.Generator | None = None,
+        noise_generator: torch.Generator | Sequence[torch.Generator] | None = None,
     ):
         """Generate images in about [-1, 1], float32 [N, C, R, R].
 
         ``z`` [N, z_dim]; ``text_features`` [N, f_dim] (L2-normalised CLIP features, required
         unless ``styles`` is given); truncation lerps w toward ``w_avg``; ``noise_mode`` is
-        "const" | "random" | "none" (``noise_generator`` seeds "random"). An explicit list of
+        "const" | "random" | "none" (``noise_generator`` seeds "random": one generator for the batch,
+        or one per sample as made by :func:`lafitebench.runtime.rng.sample_generators`). An explicit list of
         per-layer ``styles`` (order b4.conv1, b4.torgb, b8.conv0, ...; ToRGB styles include
         their gain) bypasses the mapping and style networks (``z`` may then be None).
         Returns the images, or a tuple ``(images, ws?, styles?)`` with the requested extras.
@@ -493,3 +498,11 @@ class Generator(nn.Module):
         if return_styles:
             extras += (used_styles,)
         return extras
+
+
+# Nested constructor dicts whose defaults a native config writes out (see models.capture):
+# argument -> (sub-network class, arguments the generator passes to it itself).
+Generator.nested_init_kwargs = {
+    "mapping_kwargs": (MappingNetwork, frozenset({"z_dim", "w_dim", "num_ws"})),
+    "synthesis_kwargs": (SynthesisNetwork, frozenset({"w_dim", "img_resolution", "img_channels", "f_dim"})),
+}

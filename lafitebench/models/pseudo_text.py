@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import CheckpointError, InputError
 from ..io.state_dict import load_state_dict_strict
+from .capture import persistent_network
 
 PSEUDO_TEXT_FORMS = ("official", "paper")
 #: Official mixing weights: i' = normalize(0.25 i + 0.75 n), t' = normalize(0.9 t + 0.1 n).
@@ -98,6 +99,7 @@ def _noise_like(x: torch.Tensor, noise: torch.Tensor | None, generator: torch.Ge
     return noise.to(device=x.device, dtype=torch.float32)
 
 
+@persistent_network
 class PerturbationNetwork(nn.Module):
     """Lafite-NN inference network: two MLP branches on the image feature c.
 
@@ -110,7 +112,6 @@ class PerturbationNetwork(nn.Module):
     def __init__(self, feature_dim: int = 512, hidden_dim: int = 1024) -> None:
         super().__init__()
         self.feature_dim, self.hidden_dim = feature_dim, hidden_dim
-        self.init_kwargs = dict(feature_dim=feature_dim, hidden_dim=hidden_dim)
         dims = [feature_dim, hidden_dim, hidden_dim, hidden_dim, feature_dim]
         for branch in range(2):
             for j in range(4):
