@@ -15,17 +15,16 @@ import pandas as pd
 from rich.table import Table
 
 from .errors import InputError
-from .settings import REPO_ROOT
+from .settings import ENV_REPORTS, data_dir
 from .io.files import atomic_write, write_json_atomic
+from .io.jsonable import table_records
 
-ENV_REPORTS = "LAFITEBENCH_REPORTS"
 PAPER_TABLES = ("lang_free", "zero_shot", "supervised", "supervised_other")
 
 
 def reports_dir() -> Path:
     """The ``reports/`` folder holding the paper's tables (``$LAFITEBENCH_REPORTS`` overrides)."""
-    env = os.environ.get(ENV_REPORTS)
-    return Path(env).expanduser() if env else REPO_ROOT / "reports"
+    return data_dir("reports")
 
 
 def paper_table(table: str | None = None) -> pd.DataFrame:
@@ -111,8 +110,8 @@ def save_result(out_dir: str | os.PathLike, table: pd.DataFrame, provenance: dic
             df.to_csv(f, index=False)
         paths[f"csv:{name}"] = p
     payload = {
-        "results": json.loads(table.to_json(orient="records")),
-        **{name: json.loads(df.to_json(orient="records")) for name, df in extra_tables.items()},
+        "results": table_records(table),
+        **{name: table_records(df) for name, df in extra_tables.items()},
         "provenance": provenance,
     }
     write_json_atomic(paths["json"], payload)

@@ -5,6 +5,9 @@
 | ``LAFITEBENCH_CACHE`` | cache root (default ``~/.cache/lafitebench``): downloaded weights, reference statistics |
 | ``LAFITEBENCH_WEIGHTS`` | a folder searched for weights files by file name before the cache |
 | ``LAFITEBENCH_OFFLINE`` | ``1`` forbids downloads: a missing file is an error that says where to put it |
+| ``LAFITEBENCH_ZOO`` | a folder of model manifests instead of the bundled ``zoo/`` |
+| ``LAFITEBENCH_REPORTS`` | a folder holding ``paper_tables.csv`` instead of the bundled ``reports/`` |
+| ``LAFITEBENCH_SHARED`` | (tests) the folder of real test assets, default ``../shared`` |
 """
 from __future__ import annotations
 
@@ -14,8 +17,11 @@ from pathlib import Path
 ENV_CACHE = "LAFITEBENCH_CACHE"
 ENV_WEIGHTS = "LAFITEBENCH_WEIGHTS"
 ENV_OFFLINE = "LAFITEBENCH_OFFLINE"
+ENV_ZOO = "LAFITEBENCH_ZOO"
+ENV_REPORTS = "LAFITEBENCH_REPORTS"
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
 
 
 def cache_dir() -> Path:
@@ -36,3 +42,17 @@ def weights_dir() -> Path | None:
 def offline() -> bool:
     """True when downloads are forbidden by ``LAFITEBENCH_OFFLINE``."""
     return os.environ.get(ENV_OFFLINE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def data_dir(name: str) -> Path:
+    """The folder of bundled data ``name`` (``"zoo"`` or ``"reports"``).
+
+    Order: the environment variable (``LAFITEBENCH_ZOO`` / ``LAFITEBENCH_REPORTS``), the copy
+    inside an installed wheel (``lafitebench/resources/<name>``), the checkout's top-level
+    ``<name>/`` (editable installs and source trees).
+    """
+    env = os.environ.get({"zoo": ENV_ZOO, "reports": ENV_REPORTS}.get(name, ""), "")
+    if env:
+        return Path(env).expanduser()
+    bundled = PACKAGE_DIR / "resources" / name
+    return bundled if bundled.is_dir() else REPO_ROOT / name

@@ -84,6 +84,11 @@ class WeightsSpec:
     kind: str = ""
     meta: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def param(self) -> str:
+        """The API parameter that takes this file explicitly (the CLI names its flag)."""
+        return {"inception": "inception_weights", "clip": "clip_weights", "yolo": "detector"}.get(self.kind, "weights")
+
     def matches(self, digest: str) -> str | None:
         """Return ``"sha256"`` / ``"sha256-prefix"`` if ``digest`` matches this spec, else None."""
         if self.sha256:
@@ -333,7 +338,7 @@ def _how_to_provide(spec: WeightsSpec) -> str:
     return (
         f"file {spec.filename!r}, expected sha256 {spec.expected_hash_text}, URL {url_txt}. "
         f"How to get it: {spec.how_to_get}. Then provide it in one of three ways: "
-        f"(1) pass its path explicitly (the command's weights option / explicit=...), "
+        f"(1) pass its path with {spec.param}=PATH, "
         f"(2) put it at {env_txt}, or "
         f"(3) put it in the cache at {cache_path(spec)}."
     )
@@ -381,8 +386,8 @@ def _check_local(spec: WeightsSpec, path: Path, source: str, requested: str) -> 
     raise WeightsError(
         f"refusing weights file {path} ({source}) for {spec.name!r}: its sha256 is {digest}, "
         f"expected {spec.expected_hash_text}. The file is corrupt or a different file; "
-        f"replace it. Expected: {_how_to_provide(spec)}"
-    )
+        f"replace it. Expected: {_how_to_provide(spec)}",
+        param=spec.param)
 
 
 def _open_url(url: str, timeout: float = 60.0) -> Any:
@@ -418,8 +423,8 @@ def _download(spec: WeightsSpec, target: Path, show_progress: bool) -> tuple[str
         except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError, ValueError) as e:
             failures.append(f"{url}: {e}")
     raise WeightsError(
-        f"could not download weights {spec.name!r}: " + "; ".join(failures) + ". " + _how_to_provide(spec)
-    )
+        f"could not download weights {spec.name!r}: " + "; ".join(failures) + ". " + _how_to_provide(spec),
+        param=spec.param)
 
 
 def _resolve_path(path: Path, requested: str) -> ResolvedWeights:
@@ -506,15 +511,15 @@ def resolve(
         if offline:
             raise WeightsError(
                 f"cached weights file {cached} has sha256 {digest}, expected {spec.expected_hash_text}: "
-                f"refusing to use it and offline, so not re-downloading. Delete it, then: {_how_to_provide(spec)}"
-            )
+                f"refusing to use it and offline, so not re-downloading. Delete it, then: {_how_to_provide(spec)}",
+                param=spec.param)
 
     if offline:
         raise WeightsError(f"weights {spec.name!r} are not available locally and downloads are off (offline): "
-                           + _how_to_provide(spec))
+                           + _how_to_provide(spec), param=spec.param)
     if not spec.urls:
         raise WeightsError(f"weights {spec.name!r} are not available locally and have no download URL: "
-                           + _how_to_provide(spec))
+                           + _how_to_provide(spec), param=spec.param)
     if bad_cache is not None:
         cached.unlink()  # corrupt: never used, replaced by a fresh download
     digest, how, url = _download(spec, cached, progress)

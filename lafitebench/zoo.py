@@ -45,16 +45,15 @@ __all__ = [
     "official_path", "native_path", "fetch", "convert", "verify",
 ]
 
-ENV_ZOO = "LAFITEBENCH_ZOO"
+ENV_ZOO = settings.ENV_ZOO
 SCHEMA_VERSION = 1
 SOURCE_KINDS = ("gdrive", "http")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def zoo_dir() -> Path:
-    """Folder of the manifests: ``$LAFITEBENCH_ZOO`` or the repository's ``zoo/``."""
-    env = os.environ.get(ENV_ZOO)
-    return Path(env).expanduser() if env else settings.REPO_ROOT / "zoo"
+    """Folder of the manifests: ``$LAFITEBENCH_ZOO``, else the bundled ``zoo/`` (see :func:`settings.data_dir`)."""
+    return settings.data_dir("zoo")
 
 
 def zoo_cache_dir() -> Path:

@@ -140,7 +140,7 @@ def test_offline_missing_file_message(registry, monkeypatch, tmp_path):
     with pytest.raises(WeightsError) as e:
         weights.resolve("fake-net", offline=True)
     msg = str(e.value)
-    for needle in ("fake-weights.pth", GOOD_SHA, URL, "explicit", str(tmp_path / "wdir" / "fake-weights.pth"),
+    for needle in ("fake-weights.pth", GOOD_SHA, URL, "weights=PATH", str(tmp_path / "wdir" / "fake-weights.pth"),
                    str(weights.cache_path(registry.get("fake-net"))), "offline"):
         assert needle in msg, needle
     assert t.calls == []

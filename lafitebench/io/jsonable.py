@@ -24,3 +24,16 @@ def to_jsonable(obj: Any, *, other: str = "error") -> Any:
     if other == "keep":
         return obj
     raise TypeError(f"value {obj!r} of type {type(obj).__name__} cannot be stored as JSON")
+
+
+def table_records(df: Any) -> list[dict[str, Any]]:
+    """A DataFrame as JSON records at full float precision (``repr``), NaN and NA as ``null``."""
+    import math
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        return v
+
+    rows = to_jsonable(df.to_dict(orient="records"), other="repr")
+    return [{k: clean(v) for k, v in r.items()} for r in rows]

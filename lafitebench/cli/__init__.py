@@ -1,0 +1,44 @@
+"""The ``lafitebench`` command line: a thin layer over the Python API, one module per command group.
+
+Every command parses its options (defaults from the API's config dataclasses), calls one API
+function, prints a Rich table on stdout (or JSON with ``--json``) and keeps progress on stderr.
+Expected failures end in one message naming the flag and exit code 2 (:mod:`.errors`).
+"""
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from .common import out_console
+from .eval import EVAL_HELP, eval_cmd
+from .report import REPORT_HELP, report_cmd
+from .zoo import zoo_app
+
+app = typer.Typer(
+    name="lafitebench",
+    help="LAFITE models and the paper's metrics (IS, FID, FID-k, KID, CLIP score, SOA-C/SOA-I), reproducibly.\n\n"
+         "**Examples**\n\n* `lafitebench eval` (the bundled coco-mini default)\n"
+         "* `lafitebench eval --samples out/ --reference coco --data-root /data/coco --fid-blur 0,1,2,4,8`\n"
+         "* `torchrun --standalone --nproc_per_node 2 -m lafitebench eval --samples out/ --reference real/`\n"
+         "* `lafitebench zoo list`\n* `lafitebench report reports/runs/<run> --table lang_free`",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+app.add_typer(zoo_app, name="zoo")
+app.command("eval", help=EVAL_HELP)(eval_cmd)
+app.command("report", help=REPORT_HELP)(report_cmd)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"lafitebench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version.")) -> None:
+    """LAFITE models and metrics."""
+
+
+__all__ = ["app"]

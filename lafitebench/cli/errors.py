@@ -1,0 +1,92 @@
+"""The CLI's one error boundary: expected failures become a short message and exit code 2.
+
+Library errors speak of API parameters (``inception_weights``); :func:`flag_for` maps a
+parameter to the command-line flag that sets it, and :func:`message` rewrites the error so a
+user reads ``--inception-weights``. Anything that is not a :class:`LafitebenchError` is a bug:
+its traceback is shown, with a line that says so.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import sys
+import traceback
+from typing import Any, Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import LafitebenchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+err_console = Console(stderr=True)
+
+#: Parameters whose flag is not ``--`` + the name with dashes.
+FLAG_OVERRIDES = {
+    "isc_shuffle": "--isc-order",
+    "use_cache": "--no-cache",
+    "inception_channels_last": "--exact-layout",
+    "captions_file": "--captions",
+    "reference_captions": "--reference-captions",
+    "clip_backbone": "--clip-backbone",
+    "reference": "--reference",
+}
+
+
+def flag_for(param: str) -> str:
+    """The CLI flag of an API parameter (``kid_subset_size`` → ``--kid-subset-size``)."""
+    return FLAG_OVERRIDES.get(param, "--" + param.replace("_", "-"))
+
+
+def message(e: LafitebenchError) -> str:
+    """The error text with API parameter names replaced by their flags."""
+    text = str(e)
+    params = {getattr(e, "param", None)} | set(re.findall(r"\b([a-z]+(?:_[a-z0-9]+)+)\b", text))
+    for p in sorted((p for p in params if p), key=len, reverse=True):
+        if p in FLAG_OVERRIDES or p in _KNOWN_PARAMS:
+            text = re.sub(rf"(?<![\w-]){re.escape(p)}(?![\w-])", flag_for(p), text)
+    return text
+
+
+def _known_params() -> set[str]:
+    import dataclasses
+
+    from ..metrics.config import EvalConfig
+
+    return {f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES)
+
+
+_KNOWN_PARAMS: set[str] = set()
+
+
+def fail(e: LafitebenchError) -> None:
+    """Print ``e`` (flags named) on stderr and exit with code 2."""
+    err_console.print(f"[bold red]error:[/] {message(e)}", highlight=False, markup=True)
+    raise typer.Exit(code=2)
+
+
+def boundary(fn: F) -> F:
+    """Wrap a command: LafitebenchError → :func:`fail`; Ctrl-C → one line, exit 130; any other
+    exception is a bug and keeps its traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not _KNOWN_PARAMS:
+            _KNOWN_PARAMS.update(_known_params())
+        try:
+            return fn(*args, **kwargs)
+        except LafitebenchError as e:
+            fail(e)
+        except KeyboardInterrupt:
+            err_console.print("interrupted: nothing was written for the unfinished step; run the command again")
+            raise typer.Exit(code=130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            err_console.print("[bold red]This is a bug in lafitebench[/] (the traceback above says where); "
+                              "please report it with the command you ran.")
+            raise typer.Exit(code=1) from None
+        return None
+
+    return wrapper  # type: ignore[return-value]
