@@ -118,6 +118,7 @@ class InceptionExtractor:
         net.requires_grad_(False)
         self.net = net.eval()
         self.logits = logits
+        self.pool3_dim, self.logits_dim = 2048, 1008
 
     @property
     def training(self) -> bool:

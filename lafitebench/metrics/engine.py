@@ -55,15 +55,23 @@ class EvalResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def _load_extractor(plan: Plan, config: EvalConfig) -> Any:
+def _load_extractor(plan: Plan, config: EvalConfig, extractor: Any = None) -> Any:
     if not plan.needs_inception:
         return None
+    if extractor is not None:
+        if plan.wants_logits and not getattr(extractor, "logits", False):
+            raise InputError("the given feature extractor gives no logits, which IS needs", param="metrics")
+        return extractor
     return load_inception(config.inception_weights, device=config.device, logits=plan.wants_logits,
                           progress=config.progress and dist.is_main(), channels_last=config.inception_channels_last)
 
 
 def _context(extractor: Any) -> dict[str, Any]:
-    return {"inception_tag": f"Inception {extractor.sha256[:8]}"} if extractor is not None else {}
+    if extractor is None:
+        return {}
+    return {"inception_tag": f"Inception {extractor.sha256[:8]}",
+            "pool3_dim": int(getattr(extractor, "pool3_dim", 2048)),
+            "logits_dim": int(getattr(extractor, "logits_dim", 1008))}
 
 
 def _reference(plan: Plan, reference: Any, extractor: Any, config: EvalConfig, bar: Any,
@@ -111,7 +119,8 @@ def _compute(metrics: dict[str, Metric], rec: RunRecord) -> tuple[list[Any], dic
     return rows, outputs
 
 
-def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = None) -> EvalResult:
+def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = None, *,
+             extractor: Any = None) -> EvalResult:
     """Compute ``config.metrics`` for ``samples`` (vs ``reference`` where needed) in one pass.
 
     Args:
@@ -120,6 +129,11 @@ def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = No
         reference: the reference ImageSet (FID, FID-k, KID) or None when only IS / CLIP / SOA.
         config: options (:class:`EvalConfig`); ``metrics="auto"`` picks every metric whose inputs
             exist (the others are listed in ``result.skipped`` with the reason).
+        extractor: a feature extractor to use instead of loading Inception from
+            ``config.inception_weights`` (same interface as
+            :class:`~lafitebench.encoders.inception.InceptionExtractor`: ``device``, ``sha256``,
+            ``channels_last``, ``logits``, ``pool3_dim``, ``__call__`` and ``provenance()``); its
+            ``sha256`` keys the reference cache.
 
     Returns:
         :class:`EvalResult` (the same on every rank under torchrun).
@@ -140,7 +154,7 @@ def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = No
     rec = RunRecord(config=config, names=plan.names, samples=samples, reference=reference, date=now_utc(),
                     fid_levels=sorted({k for kind, k in plan.reference_keys if kind == "moments"}),
                     sample_levels=plan.levels("samples"))
-    extractor = rec.extractor = _load_extractor(plan, config)
+    extractor = rec.extractor = _load_extractor(plan, config, extractor)
     context = _context(extractor)
     with _progress(disable=not (config.progress and dist.is_main())) as bar:
         ref = _reference(plan, reference, extractor, config, bar, rec)

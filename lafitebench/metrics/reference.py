@@ -136,8 +136,9 @@ def reference_statistics(reference: Any, extractor: Any, levels: list[int], pres
     todo = [k for k in levels if k not in hits]
     if todo:
         report["misses"] = todo
+        dim = int(getattr(extractor, "pool3_dim", POOL3_DIM))
         collector = ReferenceCollector(config, {"levels": todo, "kid_features": kid_features and 0 in todo,
-                                                "keep_rows": len(reference.items) <= POOL3_DIM})
+                                                "keep_rows": len(reference.items) <= dim, "pool3_dim": dim})
         stage = InceptionStage(extractor, preset)
         feed(reference, [collector], stage, config, progress,
              f"reference ({len(todo)} blur level{'s' if len(todo) > 1 else ''})")
