@@ -22,6 +22,18 @@ _PICKLE_MAGIC = b"\x80"
 _NORM_TOL = 1e-2
 
 
+def _check_unit_rows(text_features: torch.Tensor) -> None:
+    """InputError naming the first row whose L2 norm is not 1 (within fp16 round trips)."""
+    norms = text_features.float().norm(dim=1)
+    bad = (norms - 1).abs() > _NORM_TOL
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise InputError(
+            f"text_features row {i} has L2 norm {float(norms[i]):.4f}; LAFITE expects L2-normalised CLIP "
+            "features: pass torch.nn.functional.normalize(h, dim=-1) (or check_normalized=False)",
+            param="text_features")
+
+
 @dataclass
 class LoadedModel:
     """Networks of one LAFITE model plus what is known about it.
@@ -80,14 +92,7 @@ class LoadedModel:
             shape = list(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
             raise InputError(f"z must have shape [N, {self.z_dim}], got {shape}")
         if check_normalized and isinstance(text_features, torch.Tensor) and text_features.ndim == 2:
-            norms = text_features.float().norm(dim=1)
-            bad = (norms - 1).abs() > _NORM_TOL
-            if bool(bad.any()):
-                i = int(bad.nonzero()[0])
-                raise InputError(
-                    f"text_features row {i} has L2 norm {float(norms[i]):.4f}; LAFITE expects L2-normalised CLIP "
-                    "features: pass torch.nn.functional.normalize(h, dim=-1) (or check_normalized=False)"
-                )
+            _check_unit_rows(text_features)
         dev = self.device
         h = text_features.to(dev) if isinstance(text_features, torch.Tensor) else text_features
         return self.G_ema(z.to(dev, torch.float32), h, truncation_psi=truncation_psi, noise_mode=noise_mode,
@@ -118,14 +123,7 @@ class LoadedModel:
             got = list(text_features.shape) if isinstance(text_features, torch.Tensor) else type(text_features).__name__
             raise InputError(f"text_features must have shape [{n}, {self.f_dim}], got {got}", param="text_features")
         if check_normalized:
-            norms = text_features.float().norm(dim=1)
-            bad = (norms - 1).abs() > _NORM_TOL
-            if bool(bad.any()):
-                i = int(bad.nonzero()[0])
-                raise InputError(
-                    f"text_features row {i} has L2 norm {float(norms[i]):.4f}; LAFITE expects L2-normalised CLIP "
-                    "features: pass torch.nn.functional.normalize(h, dim=-1) (or check_normalized=False)",
-                    param="text_features")
+            _check_unit_rows(text_features)
 
 
 def load_model(

@@ -550,32 +550,59 @@ def convert(
     """
     from lafitebench.checkpoints import official
 
-    src = Path(official_pkl)
-    out = Path(out)
+    src, out = Path(official_pkl), Path(out)
     if variant not in (*native.VARIANTS, native.UNKNOWN_VARIANT):
-        raise InputError(f"variant {variant!r}: expected one of {[*native.VARIANTS, native.UNKNOWN_VARIANT]}")
-    if clip_backbone is None or isinstance(clip_backbone, str):
-        clip = native.clip_config(clip_backbone)
-    else:
-        clip = dict(clip_backbone)
+        raise InputError(f"variant {variant!r}: expected one of {[*native.VARIANTS, native.UNKNOWN_VARIANT]}",
+                         param="variant")
+    clip = _clip_block(clip_backbone, src)
+    if not src.is_file():
+        raise InputError(f"official snapshot {src} does not exist")
+    snapshot = official.load_official_snapshot(src)
+    if "G_ema" not in snapshot:
+        raise CheckpointError(f"{src}: snapshot has no 'G_ema' network")
+    resolution, f_dim = _check_architecture(src, snapshot["G_ema"]["init_kwargs"], expected_resolution, clip)
+    provenance = {
+        "converter": native.CONVERTER_VERSION, "lafitebench_version": _version(), "model_id": model_id,
+        "source_format": "official LAFITE / StyleGAN2-ADA snapshot pickle", "source_file": src.name,
+        "source_sha256": source_sha256 or sha256_file(src), "source_url": source_url,
+        "official_init_kwargs": {n: to_jsonable(snapshot[n]["init_kwargs"], other="repr")
+                                 for n in ("G_ema", "G", "D") if n in snapshot},
+        "training_set_kwargs": to_jsonable(snapshot.get("training_set_kwargs"), other="repr"),
+        "perturbation_file": None if perturbation is None else {
+            "file": Path(perturbation).name, "sha256": sha256_file(perturbation)},
+    }
+    networks = dict(official.build_from_official(src, snapshot=snapshot))
+    del snapshot  # the raw tensors: the modules hold copies
+    if perturbation is not None:
+        from lafitebench.models.pseudo_text import load_perturbation_network
+
+        # Lafite-NN: the perturbation network works on the same CLIP feature width as G
+        networks["P"] = load_perturbation_network(perturbation, feature_dim=f_dim)
+    config = {"variant": variant, "resolution": resolution, "clip": clip, "provenance": provenance,
+              "networks": {name: {"init_kwargs": _init_kwargs_of(name, module)} for name, module in networks.items()}}
+    return native.save_native(out, networks, config)
+
+
+def _clip_block(clip_backbone: str | Mapping[str, Any] | None, src: Path) -> dict[str, Any]:
+    """The native config's ``clip`` block; warns when the backbone is unknown."""
+    if clip_backbone is not None and not isinstance(clip_backbone, str):
+        return dict(clip_backbone)
     if clip_backbone is None:
         warnings.warn(
             f"converting {src} without a CLIP backbone: official snapshots do not record it, so the native "
             "file says 'unknown'; pass clip_backbone (e.g. 'ViT-B/32') to record it",
-            stacklevel=2,
+            stacklevel=3,
         )
-    if not src.is_file():
-        raise InputError(f"official snapshot {src} does not exist")
+    return native.clip_config(clip_backbone)
 
-    snapshot = official.load_official_snapshot(src)
-    if "G_ema" not in snapshot:
-        raise CheckpointError(f"{src}: snapshot has no 'G_ema' network")
-    official_init_kwargs = {n: to_jsonable(snapshot[n]["init_kwargs"], other="repr") for n in ("G_ema", "G", "D") if n in snapshot}
-    training_set_kwargs = to_jsonable(snapshot.get("training_set_kwargs"), other="repr")
-    g_official = snapshot["G_ema"]["init_kwargs"]
-    # architecture checks before the (slow) rebuild of every network
+
+def _check_architecture(src: Path, g_official: Mapping[str, Any], expected_resolution: int | None,
+                        clip: Mapping[str, Any]) -> tuple[int, int]:
+    """Resolution and f_dim of the snapshot's generator, checked before the (slow) rebuild."""
+    from lafitebench.checkpoints import official
+
     try:
-        g_kwargs = official.generator_kwargs_from_official(g_official)
+        g_kwargs = official.generator_kwargs_from_official(dict(g_official))
     except CheckpointError as e:
         raise CheckpointError(f"{src}: G_ema: {e}") from None
     resolution, f_dim = int(g_kwargs["img_resolution"]), int(g_kwargs["f_dim"])
@@ -589,36 +616,7 @@ def convert(
             f"{src}: the generator takes {f_dim}-d text features but CLIP {clip['name']} gives {clip['f_dim']}-d; "
             "wrong clip_backbone for this file"
         )
-    networks = official.build_from_official(src, snapshot=snapshot)
-    del snapshot  # the raw tensors: the modules hold copies
-
-    if perturbation is not None:
-        networks = dict(networks)
-        from lafitebench.models.pseudo_text import load_perturbation_network
-
-        # Lafite-NN: the perturbation network works on the same CLIP feature width as G
-        networks["P"] = load_perturbation_network(perturbation, feature_dim=f_dim)
-
-    config = {
-        "variant": variant,
-        "resolution": resolution,
-        "clip": clip,
-        "networks": {name: {"init_kwargs": _init_kwargs_of(name, module)} for name, module in networks.items()},
-        "provenance": {
-            "converter": native.CONVERTER_VERSION,
-            "lafitebench_version": _version(),
-            "model_id": model_id,
-            "source_format": "official LAFITE / StyleGAN2-ADA snapshot pickle",
-            "source_file": src.name,
-            "source_sha256": source_sha256 or sha256_file(src),
-            "source_url": source_url,
-            "official_init_kwargs": official_init_kwargs,
-            "training_set_kwargs": training_set_kwargs,
-            "perturbation_file": None if perturbation is None else {
-                "file": Path(perturbation).name, "sha256": sha256_file(perturbation)},
-        },
-    }
-    return native.save_native(out, networks, config)
+    return resolution, f_dim
 
 
 def _init_kwargs_of(name: str, module: Any) -> dict:
