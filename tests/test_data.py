@@ -195,7 +195,7 @@ def test_folder_errors(tmp_path):
         ds.sample_set(tmp_path / "textonly")
     with pytest.raises(InputError, match="Did you mean 'coco-mini'"):
         ds.get_dataset("coco-mni")
-    with pytest.raises(InputError, match="--data-root"):
+    with pytest.raises(InputError, match="data_root"):
         ds.get_dataset("coco")
     with pytest.raises(InputError, match="does not apply"):
         ds.get_dataset("coco-mini", data_root=tmp_path)
@@ -330,7 +330,7 @@ def test_real_coco_folder(shared_dir):
     assert (m0.float() - b.images[0].float()).abs().mean() < 3.0
     train = ds.get_dataset("coco", data_root=root, split="train2017")
     assert len(train) == 80 and train.info["n_uncaptioned"] == 0
-    with pytest.raises(InputError, match="--captions"):
+    with pytest.raises(InputError, match="captions_file"):
         ds.get_dataset("coco", data_root=root, captions_file=root / "annotations" / "missing.json")
     with pytest.raises(InputError, match="unknown COCO split"):
         ds.get_dataset("coco", data_root=root, split="test2017")

@@ -39,12 +39,15 @@ def flag_for(param: str) -> str:
 
 
 def message(e: LafitebenchError) -> str:
-    """The error text with API parameter names replaced by their flags."""
+    """The error text with API parameter names (snake_case words) replaced by their flags, and the
+    flag of the error's own parameter added when the text does not name it yet."""
     text = str(e)
-    params = {getattr(e, "param", None)} | set(re.findall(r"\b([a-z]+(?:_[a-z0-9]+)+)\b", text))
-    for p in sorted((p for p in params if p), key=len, reverse=True):
-        if p in FLAG_OVERRIDES or p in _KNOWN_PARAMS:
-            text = re.sub(rf"(?<![\w-]){re.escape(p)}(?![\w-])", flag_for(p), text)
+    for p in sorted(set(re.findall(r"\b([a-z]+(?:_[a-z0-9]+)+)\b", text)), key=len, reverse=True):
+        if p in _KNOWN_PARAMS:
+            text = re.sub(rf"(?<![\w./-]){re.escape(p)}(?![\w/-])", flag_for(p), text)
+    param = getattr(e, "param", None)
+    if param and param in _KNOWN_PARAMS and flag_for(param) not in text:
+        text += f" (option {flag_for(param)})"
     return text
 
 
@@ -53,7 +56,8 @@ def _known_params() -> set[str]:
 
     from ..metrics.config import EvalConfig
 
-    return {f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES)
+    return ({f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES)
+            | {"samples", "data_root", "split", "out", "overwrite", "variant", "table"})
 
 
 _KNOWN_PARAMS: set[str] = set()

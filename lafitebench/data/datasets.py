@@ -210,7 +210,7 @@ class ImageSet:
             more = f" and {len(bad) - _MAX_NAMED} more" if len(bad) > _MAX_NAMED else ""
             raise InputError(
                 f"image set {self.name!r}: {len(bad)} unreadable image(s): {named}{more}. "
-                "Remove them, or skip them explicitly (skip_bad / --skip-bad)."
+                "Remove them, or skip them explicitly (skip_bad)."
             )
 
     def loader(self, batch_size: int, num_workers: int = 0, skip_bad: bool = False,
@@ -383,7 +383,7 @@ def coco_set(data_root: str | os.PathLike | None, *, split: str | None = None, r
     """
     if data_root is None:
         raise InputError(
-            "dataset 'coco' needs the COCO folder: use --data-root (data_root=...) pointing at a folder "
+            "dataset 'coco' needs the COCO folder: pass data_root, a folder "
             "with val2017/ and annotations/captions_val2017.json"
         )
     split = split or "val2017"
@@ -395,10 +395,10 @@ def coco_set(data_root: str | os.PathLike | None, *, split: str | None = None, r
     elif root.is_dir() and root.name == split:
         img_dir, ann_root = root, root.parent
     else:
-        raise InputError(f"COCO data root {root} has no {split}/ image folder (use --data-root)")
+        raise InputError(f"COCO data root {root} has no {split}/ image folder (data_root)", param="data_root")
     cap = Path(captions_file).expanduser() if captions_file else ann_root / "annotations" / f"captions_{split}.json"
     if not cap.is_file():
-        raise InputError(f"COCO captions file {cap} not found: use --captions path/to/captions_{split}.json")
+        raise InputError(f"COCO captions file {cap} not found: pass captions_file=path/to/captions_{split}.json", param="captions_file")
     try:
         ann = json.loads(cap.read_text(encoding="utf-8"))
         by_name = {im["file_name"]: im for im in ann["images"]}
@@ -460,7 +460,7 @@ DATASETS: Registry[DatasetFactory] = Registry("dataset")
 
 
 def _no_options(name: str, data_root, split, captions_file) -> None:
-    for opt, val in (("--data-root", data_root), ("--captions", captions_file)):
+    for opt, val in (("data_root", data_root), ("captions_file", captions_file)):
         if val is not None:
             raise InputError(f"dataset {name!r} is bundled with the package; {opt} does not apply to it")
     if split not in (None, "val2017"):
@@ -506,11 +506,11 @@ def get_dataset(name_or_dir: str | os.PathLike, data_root: str | os.PathLike | N
     p = Path(s).expanduser()
     if p.is_dir():
         if split is not None or data_root is not None:
-            raise InputError(f"{p} is a folder set; --data-root / split do not apply to it")
+            raise InputError(f"{p} is a folder set; data_root / split do not apply to it", param="data_root")
         return folder_set(p, resolution=resolution, crop=crop or "none", captions_file=captions_file)
     if p.is_file() and p.suffix.lower() in (".jsonl", ".csv"):
         if captions_file is not None:
-            raise InputError(f"{p} is itself a manifest; do not also pass --captions")
+            raise InputError(f"{p} is itself a manifest; do not also pass captions_file", param="captions_file")
         return folder_set(p.parent, resolution=resolution, crop=crop or "none", captions_file=p)
     if p.exists():
         raise InputError(f"{p} is a file, not a folder of images, a manifest or a dataset name")

@@ -99,7 +99,7 @@ class InceptionExtractor:
                 f"Inception weights {path} (sha256 {self.sha256[:12]}…) have no 1008-way classifier "
                 f"(fc.weight is all zeros: a pool3-only file), so the Inception Score cannot be computed. "
                 f"Use the full weights-inception-2015-12-05-6726825d.pth (torch-fidelity / pytorch-fid release) "
-                f"via --inception-weights, or drop 'is' from the metrics")
+                f"via inception_weights, or drop 'is' from the metrics", param="inception_weights")
         buf = io.BytesIO()
         torch.save(sd, buf)  # our own serialisation of the validated tensors
         buf.seek(0)

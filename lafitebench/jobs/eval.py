@@ -41,7 +41,7 @@ def load_samples(samples: str | os.PathLike, captions: str | os.PathLike | None,
     if p.is_dir():
         return sample_set(p, captions_file=captions, resolution=resolution)
     if p.exists():
-        raise InputError(f"--samples {samples}: expected a folder of images or a data set name, got a file")
+        raise InputError(f"samples {samples}: expected a folder of images or a data set name, got a file", param="samples")
     return get_dataset(str(samples), resolution=resolution, captions_file=captions)
 
 

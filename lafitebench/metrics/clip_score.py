@@ -60,7 +60,7 @@ def _missing_captions(captions: Sequence[str | None], n: int) -> list[int]:
 
 _CAPTION_HELP = (
     "give the samples' captions: a manifest with a 'caption' column, or a captions file "
-    "(captions_file= / the --captions option), one caption per image"
+    "(captions_file), one caption per image"
 )
 
 

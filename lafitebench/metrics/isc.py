@@ -34,7 +34,7 @@ def is_from_logits(logits: torch.Tensor | np.ndarray, splits: int = DEFAULT_SPLI
     n = x.shape[0]
     if splits < 1 or n < splits:
         raise InputError(f"Inception Score with {splits} splits needs at least {splits} images, got {n}; "
-                         f"provide more images or lower isc_splits (--isc-splits)")
+                         f"provide more images or lower isc_splits", param="isc_splits")
     if shuffle:
         x = x[np.random.RandomState(seed).permutation(n), :]
     x = x.double()

@@ -41,14 +41,14 @@ def mmd2_unbiased(k_xx: np.ndarray, k_xy: np.ndarray, k_yy: np.ndarray) -> float
 def check_kid_sizes(n1: int, n2: int, subset_size: int, subsets: int) -> None:
     """Raise InputError unless both sets have at least ``subset_size`` rows (and sizes are sane)."""
     if subsets < 1:
-        raise InputError(f"kid_subsets must be >= 1, got {subsets}")
+        raise InputError(f"kid_subsets must be >= 1, got {subsets}", param="kid_subsets")
     if subset_size < 2:
-        raise InputError(f"kid_subset_size must be >= 2, got {subset_size}")
+        raise InputError(f"kid_subset_size must be >= 2, got {subset_size}", param="kid_subset_size")
     if n1 < subset_size or n2 < subset_size:
         raise InputError(
             f"KID subset size {subset_size} is larger than a set (generated: {n1}, reference: {n2} images); "
-            f"provide more images or pass a smaller kid_subset_size (--kid-subset-size), which is then part of "
-            f"the metric id")
+            f"provide more images or pass a smaller kid_subset_size, which is then part of "
+            f"the metric id", param="kid_subset_size")
 
 
 def kid_from_features(features_1: torch.Tensor | np.ndarray, features_2: torch.Tensor | np.ndarray,

@@ -162,4 +162,4 @@ def _save(cache: RefStatsCache, key_payload: tuple[str, dict[str, Any]], ref: Re
         report["files"][level] = str(cache.save(key, payload, ref))
     except OSError as e:
         warnings.warn(f"reference statistics were computed but could not be cached in {cache.root} ({e}); "
-                      "the evaluation goes on (use --no-cache to silence this)", RuntimeWarning, stacklevel=2)
+                      "the evaluation goes on (use_cache=False silences this)", RuntimeWarning, stacklevel=2)

@@ -36,7 +36,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise InputError(f"device {device!r}: lafitebench runs on cpu or cuda, not {dev.type}; use {DEVICE_HELP}",
                          param="device")
     if not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available here; use --device cpu",
+        raise InputError(f"device {device!r} requested but CUDA is not available here; use device=cpu",
                          param="device")
     if dev.index is not None and dev.index >= torch.cuda.device_count():
         raise InputError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s)", param="device")
