@@ -17,6 +17,7 @@ from rich.table import Table
 from .errors import InputError
 from .settings import ENV_REPORTS, data_dir
 from .io.files import atomic_write, write_json_atomic
+from .io.files import read_text
 from .io.jsonable import table_records
 
 PAPER_TABLES = ("lang_free", "zero_shot", "supervised", "supervised_other")
@@ -45,10 +46,15 @@ def paper_table(table: str | None = None) -> pd.DataFrame:
 
 
 def paper_wide(table: str) -> pd.DataFrame:
-    """One of the paper's tables in its printed shape: models as rows, metrics as columns."""
-    df = paper_table(table)
+    """One of the paper's tables in its printed shape: models as rows, metrics as columns.
+
+    A table that covers several data sets (``supervised_other``) labels its rows ``model (data set)``.
+    """
+    df = paper_table(table).copy()
+    if df["dataset"].nunique() > 1:
+        df["model"] = df["model"] + " (" + df["dataset"] + ")"
     order = list(dict.fromkeys(df["metric"]))
-    wide = df.pivot(index="model", columns="metric", values="value")[order]
+    wide = df.pivot_table(index="model", columns="metric", values="value", aggfunc="first")[order]
     return wide.loc[list(dict.fromkeys(df["model"]))]
 
 
@@ -132,7 +138,25 @@ def load_result(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:
     if not p.is_file():
         raise InputError(f"no result file at {p}; pass a results.json written by `lafitebench eval`")
     try:
-        payload = json.loads(p.read_text())
-        return pd.DataFrame(payload["results"]), payload.get("provenance", {})
-    except (json.JSONDecodeError, KeyError, TypeError) as e:
-        raise InputError(f"{p} is not a lafitebench result file ({e})") from e
+        payload = json.loads(read_text(p, "result file"))
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise InputError(f"result file {p} is not valid JSON ({e})") from None
+    return _check_result(payload, p)
+
+
+def _check_result(payload: Any, p: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The results table and provenance of a parsed results.json; InputError naming the first bad key."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
+        raise InputError(f"result file {p} has no 'results' list: it is not a results.json written by "
+                         "`lafitebench eval`")
+    for i, row in enumerate(payload["results"]):
+        if not isinstance(row, dict):
+            raise InputError(f"result file {p}: results[{i}] is a {type(row).__name__}, not an object")
+        for key, kind in (("metric", str), ("value", (int, float))):
+            if not isinstance(row.get(key), kind) or isinstance(row.get(key), bool):
+                raise InputError(f"result file {p}: results[{i}].{key} is missing or not a "
+                                 f"{'string' if kind is str else 'number'}")
+    prov = payload.get("provenance", {})
+    if not isinstance(prov, dict):
+        raise InputError(f"result file {p}: 'provenance' is not an object")
+    return pd.DataFrame(payload["results"]), prov

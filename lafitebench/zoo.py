@@ -31,7 +31,7 @@ from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError, WeightsError
 from lafitebench.registry import Registry
 from lafitebench.io.download import copy_stream, download_to_temp, open_url
-from lafitebench.io.files import sha256_file
+from lafitebench.io.files import read_text, sha256_file
 from lafitebench.io.jsonable import to_jsonable
 
 if sys.version_info >= (3, 11):
@@ -178,12 +178,9 @@ def load_manifest(path: str | os.PathLike) -> ModelInfo:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise InputError(f"zoo manifest {path} cannot be read: {e}") from e
+        data = tomllib.loads(read_text(path, "zoo manifest"))
     except tomllib.TOMLDecodeError as e:
-        raise InputError(f"zoo manifest {path} is not valid TOML: {e}") from e
+        raise InputError(f"zoo manifest {path} is not valid TOML: {e}") from None
     m = _Manifest(path, data)
     m.check_keys(_TOP_KEYS)
     version = m.get("schema_version", int)
@@ -679,7 +676,7 @@ def verify(model_id: str | None = None) -> list[dict[str, Any]]:
             row["native"] = "absent"
         else:
             try:
-                cfg = native.read_config(nat)
+                cfg = native.verify_file(nat)
             except CheckpointError as e:
                 row.update(native=str(e), ok=False)
             else:

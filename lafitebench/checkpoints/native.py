@@ -198,6 +198,7 @@ def save_native(path: str | os.PathLike, networks: Mapping[str, nn.Module], conf
         _check_state_dict(rebuilt, {k: v for k, v in networks[name].state_dict().items()}, name, f"save_native({path})")
         del rebuilt
 
+    cfg["tensors_sha256"] = tensor_digest(tensors)
     metadata = {METADATA_KEY: json.dumps(cfg, sort_keys=True)}
     _atomic_save_file(tensors, path, metadata)
     return path
@@ -251,12 +252,14 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
         raw = f.read(n)
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: not a safetensors file (header is not JSON: {e})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a safetensors file (header is not a JSON object)")
     meta = header.pop("__metadata__", None) or {}
-    data_end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise CheckpointError(f"{path}: corrupt safetensors header ('__metadata__' is not an object of strings)")
+    data_end = _check_entries(header, path)
     expected = 8 + n + data_end
     if size < expected:
         raise CheckpointError(
@@ -272,10 +275,44 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
         )
     try:
         config = json.loads(meta[METADATA_KEY])
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: metadata {METADATA_KEY!r} is not valid JSON ({e})") from None
     validate_config(config, where=str(path))
     return header, config
+
+
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _check_entries(header: Mapping[str, Any], path: Path) -> int:
+    """Every tensor entry of a safetensors header is well formed; returns the end of the data.
+
+    Raises CheckpointError naming the key: not an object, unknown dtype, a shape that is not a
+    list of non-negative integers, ``data_offsets`` that are not two integers in order, or a
+    byte length that disagrees with dtype × shape.
+    """
+    end = 0
+    for key, v in header.items():
+        where = f"{path}: corrupt safetensors header entry {key!r}"
+        if not isinstance(v, dict):
+            raise CheckpointError(f"{where} (not an object)")
+        dtype, shape, offsets = v.get("dtype"), v.get("shape"), v.get("data_offsets")
+        if dtype not in _DTYPE_BYTES:
+            raise CheckpointError(f"{where} (dtype {dtype!r} is not one lafitebench writes)")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                   for d in shape):
+            raise CheckpointError(f"{where} ('shape' is not a list of non-negative integers)")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise CheckpointError(f"{where} ('data_offsets' is not two increasing integers)")
+        numel = 1
+        for d in shape:
+            numel *= d
+        if offsets[1] - offsets[0] != numel * _DTYPE_BYTES[dtype]:
+            raise CheckpointError(f"{where} ({offsets[1] - offsets[0]} bytes for {dtype} {shape})")
+        end = max(end, offsets[1])
+    return end
 
 
 def read_config(path: str | os.PathLike) -> dict:
@@ -324,6 +361,74 @@ def _build(config: Mapping, name: str, where: str, *, meta: bool = False) -> nn.
         raise CheckpointError(f"{where}: cannot build networks.{name} ({spec['class']}) from its init_kwargs: {e}") from e
 
 
+#: Upper bounds of architecture sizes a config may ask for (far above any LAFITE model), checked
+#: before a module is built so that a small file cannot make the process allocate gigabytes.
+SIZE_BOUNDS = {"img_resolution": 4096, "z_dim": 8192, "w_dim": 8192, "f_dim": 8192, "c_dim": 0,
+               "channel_base": 1 << 20, "channel_max": 8192, "num_layers": 64, "feature_dim": 8192,
+               "hidden_dim": 65536, "img_channels": 4, "layer_features": 8192, "mbstd_group_size": 1024,
+               "mbstd_num_channels": 64, "num_fp16_res": 16}
+
+
+def check_sizes(init_kwargs: Mapping[str, Any], where: str) -> None:
+    """Every integer size in ``init_kwargs`` (nested dicts too) within :data:`SIZE_BOUNDS`.
+
+    Raises CheckpointError naming the field, its value and the bound.
+    """
+    for key, value in init_kwargs.items():
+        if isinstance(value, Mapping):
+            check_sizes(value, f"{where}.{key}")
+        elif key in SIZE_BOUNDS and value is not None:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= max(SIZE_BOUNDS[key], 0):
+                raise CheckpointError(f"{where}.{key} is {value!r}; expected an integer in [0, {SIZE_BOUNDS[key]}]")
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order (the native config's
+    ``tensors_sha256``): a flipped byte anywhere in the tensor data changes it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().to("cpu").contiguous()
+        h.update(f"{key}\0{t.dtype}\0{list(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def check_digest(config: Mapping[str, Any], tensors: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Compare the tensors with the config's ``tensors_sha256`` (files written before it existed have none).
+
+    Raises CheckpointError: the tensor data changed since the file was written.
+    """
+    expected = config.get("tensors_sha256")
+    if expected is None:
+        return
+    got = tensor_digest(tensors)
+    if got != expected:
+        raise CheckpointError(f"{path}: the tensor data does not match the checksum in its config (sha256 {got[:16]}… "
+                              f"vs {str(expected)[:16]}…): the file is corrupt; re-download or re-convert it")
+
+
+def verify_file(path: str | os.PathLike) -> dict:
+    """Check a native file completely without building networks: header, config, sizes and the
+    tensor checksum. Returns the config.
+
+    Raises CheckpointError naming the file and the problem.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    header, config = read_header(path)
+    for name, spec in config["networks"].items():
+        check_sizes(spec["init_kwargs"], f"{path}: networks.{name}.init_kwargs")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            check_digest(config, {k: f.get_tensor(k) for k in header}, path)
+    except SafetensorError as e:
+        raise CheckpointError(f"{path}: corrupt safetensors data ({e}); re-download or re-convert it") from e
+    return config
+
+
 def _check_state_dict(module: nn.Module, tensors: Mapping[str, Any], name: str, where: str) -> None:
     """Compare keys and shapes; ``tensors`` values are tensors or safetensors header entries."""
     check_state_dict(module.state_dict(), tensors, where, prefix=f"{name}.")
@@ -355,16 +460,19 @@ def load_native(
     if stray:
         raise CheckpointError(f"{path}: tensor {stray[0]!r} belongs to no network described in the config")
 
+    for name in wanted:  # sizes against bounds and the file's shapes before anything is allocated
+        check_sizes(config["networks"][name]["init_kwargs"], f"{path}: networks.{name}.init_kwargs")
+        pre = f"{name}."
+        _check_state_dict(_build(config, name, where=str(path), meta=True),
+                          {k[len(pre):]: v for k, v in header.items() if k.startswith(pre)}, name, str(path))
     out: dict[str, nn.Module] = {}
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
+            check_digest(config, {k: f.get_tensor(k) for k in header}, path)
             for name in wanted:
                 module = _build(config, name, where=str(path))
                 pre = f"{name}."
-                index = {k[len(pre):]: v for k, v in header.items() if k.startswith(pre)}
-                _check_state_dict(module, index, name, str(path))
-                state = {k: f.get_tensor(pre + k) for k in index}
-                module.load_state_dict(state, strict=True)
+                module.load_state_dict({k[len(pre):]: f.get_tensor(k) for k in header if k.startswith(pre)}, strict=True)
                 out[name] = module.eval().to(device)
     except SafetensorError as e:
         raise CheckpointError(f"{path}: corrupt safetensors data ({e}); re-download or re-convert it") from e

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lafitebench.data import images as _img
 from lafitebench.data.manifest import MANIFEST_NAMES, read_manifest
+from lafitebench.io.files import read_text
 from lafitebench.errors import InputError
 from lafitebench.data.batch import Batch
 from lafitebench.registry import Registry
@@ -305,7 +306,7 @@ def _find_manifest(folder: Path) -> Path | None:
 
 
 def _txt_captions(folder: Path, files: list[Path], captions_file: Path) -> list[Item]:
-    lines = captions_file.read_text(encoding="utf-8-sig").splitlines()
+    lines = read_text(captions_file, "captions file").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) != len(files):
@@ -400,12 +401,12 @@ def coco_set(data_root: str | os.PathLike | None, *, split: str | None = None, r
     if not cap.is_file():
         raise InputError(f"COCO captions file {cap} not found: pass captions_file=path/to/captions_{split}.json", param="captions_file")
     try:
-        ann = json.loads(cap.read_text(encoding="utf-8"))
+        ann = json.loads(read_text(cap, "COCO captions file"))
         by_name = {im["file_name"]: im for im in ann["images"]}
         caps: dict[int, list[tuple[int, str]]] = {}
         for a in ann["annotations"]:
             caps.setdefault(a["image_id"], []).append((a["id"], a["caption"].strip()))
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise InputError(f"COCO captions file {cap} is not in the official format: {type(e).__name__}: {e}") from None
     files = sorted(p for p in img_dir.iterdir() if p.is_file() and p.suffix.lower() in _img.IMAGE_EXTENSIONS)
     if not files:
@@ -433,7 +434,7 @@ def coco_mini(resolution: int = 256, half: str | None = None) -> ImageSet:
     meta_file = COCO_MINI_DIR / "captions.json"
     if not meta_file.is_file():
         raise InputError(f"bundled coco-mini metadata {meta_file} is missing: reinstall lafitebench")
-    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    meta = json.loads(read_text(meta_file, "bundled coco-mini metadata"))
     items = []
     for rec in meta["images"]:
         p = COCO_MINI_DIR / rec["file"]

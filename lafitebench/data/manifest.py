@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from lafitebench.errors import InputError
-from lafitebench.io.files import atomic_write
+from lafitebench.io.files import atomic_write, read_text
 
 __all__ = ["ManifestRow", "read_manifest", "write_manifest", "MANIFEST_NAMES", "KNOWN_COLUMNS"]
 
@@ -82,24 +82,24 @@ def _row(raw: Mapping[str, Any], where: str, line: int, base: Path) -> ManifestR
 
 def _read_jsonl(path: Path, base: Path) -> list[ManifestRow]:
     rows = []
-    with open(path, encoding="utf-8-sig") as fh:
-        for n, text in enumerate(fh, start=1):
-            if not text.strip():
-                continue
-            where = f"manifest {path} line {n}"
-            try:
-                raw = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(raw, dict):
-                raise InputError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-            rows.append(_row(raw, where, n, base))
+    for n, text in enumerate(read_text(path, "manifest").splitlines(), start=1):
+        if not text.strip():
+            continue
+        where = f"manifest {path} line {n}"
+        try:
+            raw = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as e:
+            detail = f"{e.msg} at column {e.colno}" if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            raise InputError(f"{where}: invalid JSON ({detail})") from None
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+        rows.append(_row(raw, where, n, base))
     return rows
 
 
 def _read_csv(path: Path, base: Path) -> list[ManifestRow]:
     rows = []
-    with open(path, encoding="utf-8-sig", newline="") as fh:
+    with io.StringIO(read_text(path, "manifest"), newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames
         if not header:
