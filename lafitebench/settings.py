@@ -7,6 +7,7 @@
 | ``LAFITEBENCH_OFFLINE`` | ``1`` forbids downloads: a missing file is an error that says where to put it |
 | ``LAFITEBENCH_ZOO`` | a folder of model manifests instead of the bundled ``zoo/`` |
 | ``LAFITEBENCH_REPORTS`` | a folder holding ``paper_tables.csv`` instead of the bundled ``reports/`` |
+| ``LAFITEBENCH_ALLOW_MODIFIED_WEIGHTS`` | ``1`` accepts a file named like an official weights file whose hash differs (recorded in results) |
 | ``LAFITEBENCH_SHARED`` | (tests) the folder of real test assets, default ``../shared`` |
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 ENV_CACHE = "LAFITEBENCH_CACHE"
 ENV_WEIGHTS = "LAFITEBENCH_WEIGHTS"
 ENV_OFFLINE = "LAFITEBENCH_OFFLINE"
+ENV_ALLOW_MODIFIED = "LAFITEBENCH_ALLOW_MODIFIED_WEIGHTS"
 ENV_ZOO = "LAFITEBENCH_ZOO"
 ENV_REPORTS = "LAFITEBENCH_REPORTS"
 
@@ -37,6 +39,15 @@ def weights_dir() -> Path | None:
     """The folder named by ``LAFITEBENCH_WEIGHTS``, if set."""
     env = os.environ.get(ENV_WEIGHTS)
     return Path(env).expanduser() if env else None
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def allow_modified_weights() -> bool:
+    """True when ``LAFITEBENCH_ALLOW_MODIFIED_WEIGHTS`` accepts official-named files with another hash."""
+    return _flag(ENV_ALLOW_MODIFIED)
 
 
 def offline() -> bool:

@@ -340,7 +340,8 @@ def _how_to_provide(spec: WeightsSpec) -> str:
         f"How to get it: {spec.how_to_get}. Then provide it in one of three ways: "
         f"(1) pass its path with {spec.param}=PATH, "
         f"(2) put it at {env_txt}, or "
-        f"(3) put it in the cache at {cache_path(spec)}."
+        f"(3) put it in the cache at {cache_path(spec)}. "
+        f"Without internet, {settings.ENV_OFFLINE}=1 skips download attempts."
     )
 
 
@@ -427,14 +428,33 @@ def _download(spec: WeightsSpec, target: Path, show_progress: bool) -> tuple[str
         param=spec.param)
 
 
+def _named_like(path: Path) -> WeightsSpec | None:
+    """The known spec whose file name ``path`` carries (e.g. ``weights-inception-2015-12-05-6726825d.pth``)."""
+    for name in WEIGHTS.names():
+        spec = WEIGHTS.get(name)
+        if spec.filename == path.name and spec.hash_known:
+            return spec
+    return None
+
+
 def _resolve_path(path: Path, requested: str) -> ResolvedWeights:
     digest = _hash(path)
     known = _known_match(digest)
     if known:
         spec, how = known
         return _result(spec, path, digest, "path", how, requested)
+    like = _named_like(path)
+    override = settings.allow_modified_weights()
+    if like is not None and not override:
+        raise WeightsError(
+            f"refusing weights file {path}: it has the name of the official {like.name!r} file but its sha256 is "
+            f"{digest}, expected {like.expected_hash_text}. The file is corrupt or a different network; replace "
+            f"it, or set {settings.ENV_ALLOW_MODIFIED}=1 to use it anyway (recorded in the result)",
+            param=like.param)
     return ResolvedWeights(
-        name=str(path), path=path, sha256=digest, source="path", verified=False, requested=requested
+        name=str(path), path=path, sha256=digest, source="path", verified=False, requested=requested,
+        verification="none (modified copy of an official file, allowed by "
+                     f"{settings.ENV_ALLOW_MODIFIED})" if like is not None else "none",
     )
 
 
@@ -491,6 +511,9 @@ def resolve(
         return _check_local(spec, Path(requested), "path", requested)
 
     env = settings.weights_dir()
+    if env is not None and not env.is_dir():
+        raise WeightsError(f"{settings.ENV_WEIGHTS}={env} is not a folder: point it at the folder that holds "
+                           f"{spec.filename}, or unset it", param=spec.param)
     if env is not None:
         candidate = env / spec.filename
         if candidate.exists():
