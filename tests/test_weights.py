@@ -137,6 +137,9 @@ def test_corrupted_cache_refused_offline(registry, monkeypatch):
 def test_offline_missing_file_message(registry, monkeypatch, tmp_path):
     t = _install(monkeypatch, {URL: GOOD})
     monkeypatch.setenv("LAFITEBENCH_WEIGHTS", str(tmp_path / "wdir"))
+    with pytest.raises(WeightsError, match=r"LAFITEBENCH_WEIGHTS=.*wdir is not a folder"):
+        weights.resolve("fake-net", offline=True)  # a folder that does not exist is reported
+    (tmp_path / "wdir").mkdir()
     with pytest.raises(WeightsError) as e:
         weights.resolve("fake-net", offline=True)
     msg = str(e.value)
