@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .errors import InputError
 from .settings import ENV_REPORTS, data_dir
-from .io.files import atomic_write, write_json_atomic
+from .io.files import write_file_set
 from .io.files import read_text
 from .io.jsonable import table_records
 
@@ -97,37 +97,42 @@ def rich_table(df: pd.DataFrame, title: str | None = None, index: bool = False) 
     return t
 
 
-def save_result(out_dir: str | os.PathLike, table: pd.DataFrame, provenance: dict[str, Any],
-                extra_tables: dict[str, pd.DataFrame] | None = None, stem: str = "results") -> dict[str, Path]:
-    """Write ``stem.csv``, ``stem.json`` (table + provenance) and ``stem.md`` into ``out_dir``, atomically.
-
-    ``extra_tables`` (e.g. ``{"soa_per_class": df}``) are written as ``stem.<name>.csv`` and
-    included in the JSON and Markdown. Returns the written paths by kind.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def result_files(table: pd.DataFrame, provenance: dict[str, Any], extra_tables: dict[str, pd.DataFrame] | None = None,
+                 stem: str = "results") -> dict[str, bytes]:
+    """The files of a result: ``stem.csv``, ``stem.json`` (table + provenance), ``stem.md`` and
+    ``stem.<name>.csv`` for each extra table (e.g. ``soa_per_class``), as bytes by file name."""
     extra_tables = {k: v for k, v in (extra_tables or {}).items() if v is not None}
-    paths = {"csv": out / f"{stem}.csv", "json": out / f"{stem}.json", "md": out / f"{stem}.md"}
-    with atomic_write(paths["csv"], "w") as f:
-        table.to_csv(f, index=False)
+    files = {f"{stem}.csv": table.to_csv(index=False).encode()}
     for name, df in extra_tables.items():
-        p = out / f"{stem}.{name}.csv"
-        with atomic_write(p, "w") as f:
-            df.to_csv(f, index=False)
-        paths[f"csv:{name}"] = p
-    payload = {
-        "results": table_records(table),
-        **{name: table_records(df) for name, df in extra_tables.items()},
-        "provenance": provenance,
-    }
-    write_json_atomic(paths["json"], payload)
+        files[f"{stem}.{name}.csv"] = df.to_csv(index=False).encode()
+    payload = {"results": table_records(table), **{name: table_records(df) for name, df in extra_tables.items()},
+               "provenance": provenance}
+    files[f"{stem}.json"] = (json.dumps(payload, indent=2, default=str) + "\n").encode()
     md = ["# lafitebench results", "", to_markdown(table)]
     for name, df in extra_tables.items():
         md += [f"## {name}", "", to_markdown(df)]
     md += ["## Provenance", "", "```json", json.dumps(provenance, indent=2, default=str), "```", ""]
-    with atomic_write(paths["md"], "w") as f:
-        f.write("\n".join(md))
-    return paths
+    files[f"{stem}.md"] = "\n".join(md).encode()
+    return files
+
+
+def save_result(out_dir: str | os.PathLike, table: pd.DataFrame, provenance: dict[str, Any],
+                extra_tables: dict[str, pd.DataFrame] | None = None, stem: str = "results", *,
+                overwrite: bool = False) -> dict[str, Path]:
+    """Write a result's files (:func:`result_files`) into ``out_dir`` as one set
+    (:func:`~lafitebench.io.files.write_file_set`). Returns the paths by kind (``csv``, ``json``,
+    ``md``, ``csv:<table>``).
+
+    Raises:
+        InputError: ``out_dir`` is a file or holds another run's results (without ``overwrite``).
+        OSError: the files could not be written.
+    """
+    written = write_file_set(out_dir, result_files(table, provenance, extra_tables, stem), overwrite=overwrite)
+    out = {}
+    for name, path in written.items():
+        rest = name[len(stem) + 1:]
+        out[rest if rest in ("csv", "json", "md") else f"csv:{rest[:-4]}"] = path
+    return out
 
 
 def load_result(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..encoders.clip import CLIP_BACKBONES, UNKNOWN_CLIP, clip_config  # noqa: F401 (re-exported for configs)
 from ..errors import CheckpointError, InputError
+from ..io.files import chmod_default
 from ..io.jsonable import to_jsonable
 from ..io.state_dict import check_state_dict
 from ..models import NETWORKS as NETWORK_CLASSES
@@ -219,6 +220,7 @@ def _atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: di
         save_file(tensors, tmp, metadata=metadata)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        chmod_default(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -86,6 +86,9 @@ def eval_cmd(
     skip_bad: bool = typer.Option(D.skip_bad, "--skip-bad", help="Skip unreadable images (counted in the report) instead of failing."),
     no_cache: bool = typer.Option(not D.use_cache, "--no-cache", help="Do not read or write cached reference statistics."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Where results.csv/.json/.md go (default reports/runs/<time>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results of an earlier run in --out."),
+    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths",
+                                             help="Let a manifest list files outside its folder (absolute paths, ..)."),
     compare: Optional[str] = typer.Option(None, "--compare", metavar="TABLE",
                                           help="Print the results beside a paper table: lang_free, zero_shot, supervised."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress stays on stderr)."),
@@ -109,10 +112,14 @@ def eval_cmd(
     ref = None if reference in (None, "", "none") else reference
     job = run_eval(samples, ref, metrics=metric_list, captions=captions, data_root=data_root,
                    reference_captions=reference_captions, reference_split=split, out=out or _default_out(),
-                   config=config)
+                   overwrite=overwrite, allow_outside_paths=allow_outside_paths, config=config)
     if distributed.is_main():
         _show(job, as_json, compare)
+        for w in job.warnings:
+            err_console.print(f"[bold yellow]warning:[/] {w}")
     distributed.shutdown()
+    if job.warnings:
+        raise typer.Exit(code=2)
 
 
 def _show(job, as_json: bool, compare: str | None) -> None:

@@ -291,10 +291,10 @@ class ImageSet:
 
 # --- constructors -----------------------------------------------------------------------------
 
-def _items_from_manifest(manifest: Path, base_dir: Path) -> list[Item]:
+def _items_from_manifest(manifest: Path, base_dir: Path, allow_outside: bool = False) -> list[Item]:
     return [
         Item(path=r.path, caption=r.caption, soa_class=r.soa_class, captions=list(r.captions), meta=dict(r.extra))
-        for r in read_manifest(manifest, base_dir=base_dir)
+        for r in read_manifest(manifest, base_dir=base_dir, allow_outside=allow_outside)
     ]
 
 
@@ -317,7 +317,8 @@ def _txt_captions(folder: Path, files: list[Path], captions_file: Path) -> list[
     return [Item(path=f, caption=c.strip() or None, captions=[c.strip()] if c.strip() else []) for f, c in zip(files, lines)]
 
 
-def _folder_items(folder: Path, captions_file: str | os.PathLike | None) -> tuple[list[Item], dict[str, Any]]:
+def _folder_items(folder: Path, captions_file: str | os.PathLike | None,
+                  allow_outside: bool = False) -> tuple[list[Item], dict[str, Any]]:
     if not folder.exists():
         raise InputError(f"folder {folder} does not exist")
     if not folder.is_dir():
@@ -327,7 +328,7 @@ def _folder_items(folder: Path, captions_file: str | os.PathLike | None) -> tupl
         if not cf.is_file():
             raise InputError(f"captions file {cf} does not exist")
         if cf.suffix.lower() in (".jsonl", ".csv"):
-            return _items_from_manifest(cf, folder), {"manifest": str(cf)}
+            return _items_from_manifest(cf, folder, allow_outside), {"manifest": str(cf)}
         if cf.suffix.lower() == ".txt":
             files = list_images(folder)
             if not files:
@@ -336,7 +337,7 @@ def _folder_items(folder: Path, captions_file: str | os.PathLike | None) -> tupl
         raise InputError(f"captions file {cf}: unknown format; use a .jsonl/.csv manifest or a .txt (one caption per line)")
     manifest = _find_manifest(folder)
     if manifest is not None:
-        return _items_from_manifest(manifest, folder), {"manifest": str(manifest)}
+        return _items_from_manifest(manifest, folder, allow_outside), {"manifest": str(manifest)}
     files = list_images(folder)
     if not files:
         raise InputError(
@@ -346,19 +347,21 @@ def _folder_items(folder: Path, captions_file: str | os.PathLike | None) -> tupl
 
 
 def folder_set(folder: str | os.PathLike, *, resolution: int = 256, crop: str = "none",
-               captions_file: str | os.PathLike | None = None, kind: str = "folder") -> ImageSet:
-    """A folder of images (recursive, sorted) or the files of its manifest.
+               captions_file: str | os.PathLike | None = None, kind: str = "folder",
+               allow_outside_paths: bool = False) -> ImageSet:
+    """A folder of images (recursive, sorted) or the files of its manifest (which may list files
+    outside the folder only with ``allow_outside_paths``).
 
     Raises:
         InputError: missing folder, no images, bad manifest, missing listed files.
     """
     folder = Path(folder).expanduser()
-    items, info = _folder_items(folder, captions_file)
+    items, info = _folder_items(folder, captions_file, allow_outside_paths)
     return ImageSet(items, str(folder), resolution, kind, crop, folder, info)
 
 
 def sample_set(dir: str | os.PathLike, captions_file: str | os.PathLike | None = None,
-               resolution: int = 256) -> ImageSet:
+               resolution: int = 256, allow_outside_paths: bool = False) -> ImageSet:
     """Generated samples: ``dir``'s ``manifest.jsonl`` / ``manifest.csv`` if present (or
     ``captions_file``: a manifest, or a .txt with one caption per sorted image), else all images.
 
@@ -367,7 +370,8 @@ def sample_set(dir: str | os.PathLike, captions_file: str | os.PathLike | None =
     Raises:
         InputError: missing folder, no images, bad manifest, caption count mismatch.
     """
-    return folder_set(dir, resolution=resolution, crop="none", captions_file=captions_file, kind="samples")
+    return folder_set(dir, resolution=resolution, crop="none", captions_file=captions_file, kind="samples",
+                      allow_outside_paths=allow_outside_paths)
 
 
 def coco_set(data_root: str | os.PathLike | None, *, split: str | None = None, resolution: int = 256,
@@ -490,7 +494,7 @@ def _coco_factory(data_root=None, resolution=256, split=None, captions_file=None
 
 def get_dataset(name_or_dir: str | os.PathLike, data_root: str | os.PathLike | None = None, resolution: int = 256,
                 split: str | None = None, *, captions_file: str | os.PathLike | None = None,
-                crop: str | None = None) -> ImageSet:
+                crop: str | None = None, allow_outside_paths: bool = False) -> ImageSet:
     """A registered dataset (``coco-mini``, ``coco-mini:a``/``:b``, ``coco``), a folder, or a
     manifest file (``.jsonl``/``.csv``; its folder is the set's root).
 
@@ -508,11 +512,13 @@ def get_dataset(name_or_dir: str | os.PathLike, data_root: str | os.PathLike | N
     if p.is_dir():
         if split is not None or data_root is not None:
             raise InputError(f"{p} is a folder set; data_root / split do not apply to it", param="data_root")
-        return folder_set(p, resolution=resolution, crop=crop or "none", captions_file=captions_file)
+        return folder_set(p, resolution=resolution, crop=crop or "none", captions_file=captions_file,
+                          allow_outside_paths=allow_outside_paths)
     if p.is_file() and p.suffix.lower() in (".jsonl", ".csv"):
         if captions_file is not None:
             raise InputError(f"{p} is itself a manifest; do not also pass captions_file", param="captions_file")
-        return folder_set(p.parent, resolution=resolution, crop=crop or "none", captions_file=p)
+        return folder_set(p.parent, resolution=resolution, crop=crop or "none", captions_file=p,
+                          allow_outside_paths=allow_outside_paths)
     if p.exists():
         raise InputError(f"{p} is a file, not a folder of images, a manifest or a dataset name")
     close = difflib.get_close_matches(s.lower(), DATASETS.names(), n=1)

@@ -53,13 +53,20 @@ def _opt_str(value: Any, where: str, column: str) -> str | None:
     return value or None
 
 
-def _row(raw: Mapping[str, Any], where: str, line: int, base: Path) -> ManifestRow:
+def _row(raw: Mapping[str, Any], where: str, line: int, base: Path, allow_outside: bool) -> ManifestRow:
     if "file" not in raw:
         raise InputError(f"{where}: missing column 'file' (columns: {', '.join(map(str, raw)) or 'none'})")
     f = raw["file"]
     if not isinstance(f, str) or not f.strip():
         raise InputError(f"{where}: column 'file' is empty or not a string")
     f = f.strip()
+    if "\x00" in f:
+        raise InputError(f"{where}: column 'file' contains a NUL character")
+    p = Path(f).expanduser()
+    if not allow_outside and (p.is_absolute() or not _inside(base / p, base)):
+        raise InputError(f"{where}: file {f!r} is outside the manifest's folder {base}; a manifest may only list "
+                         "files inside its folder unless outside paths are allowed explicitly "
+                         "(allow_outside_paths)", param="allow_outside_paths")
     caps = raw.get("captions")
     if caps is None:
         captions: tuple[str, ...] = ()
@@ -68,7 +75,6 @@ def _row(raw: Mapping[str, Any], where: str, line: int, base: Path) -> ManifestR
     else:
         raise InputError(f"{where}: column 'captions' must be a list of strings")
     caption = _opt_str(raw.get("caption"), where, "caption")
-    p = Path(f).expanduser()
     return ManifestRow(
         file=f,
         path=p if p.is_absolute() else base / p,
@@ -80,7 +86,15 @@ def _row(raw: Mapping[str, Any], where: str, line: int, base: Path) -> ManifestR
     )
 
 
-def _read_jsonl(path: Path, base: Path) -> list[ManifestRow]:
+def _inside(p: Path, base: Path) -> bool:
+    """True when ``p`` (links resolved) lies inside ``base``."""
+    try:
+        return p.resolve().is_relative_to(base.resolve())
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
+def _read_jsonl(path: Path, base: Path, allow_outside: bool) -> list[ManifestRow]:
     rows = []
     for n, text in enumerate(read_text(path, "manifest").splitlines(), start=1):
         if not text.strip():
@@ -93,11 +107,11 @@ def _read_jsonl(path: Path, base: Path) -> list[ManifestRow]:
             raise InputError(f"{where}: invalid JSON ({detail})") from None
         if not isinstance(raw, dict):
             raise InputError(f"{where}: expected a JSON object, got {type(raw).__name__}")
-        rows.append(_row(raw, where, n, base))
+        rows.append(_row(raw, where, n, base, allow_outside))
     return rows
 
 
-def _read_csv(path: Path, base: Path) -> list[ManifestRow]:
+def _read_csv(path: Path, base: Path, allow_outside: bool) -> list[ManifestRow]:
     rows = []
     with io.StringIO(read_text(path, "manifest"), newline="") as fh:
         reader = csv.DictReader(fh)
@@ -114,18 +128,21 @@ def _read_csv(path: Path, base: Path) -> list[ManifestRow]:
                 raise InputError(f"{where}: more cells than header columns")
             if all((v or "").strip() == "" for v in raw.values()):
                 continue
-            rows.append(_row({k: v for k, v in raw.items() if v is not None}, where, reader.line_num, base))
+            rows.append(_row({k: v for k, v in raw.items() if v is not None}, where, reader.line_num, base,
+                             allow_outside))
     return rows
 
 
 def read_manifest(path: str | os.PathLike, *, base_dir: str | os.PathLike | None = None,
-                  check_files: bool = True) -> list[ManifestRow]:
+                  check_files: bool = True, allow_outside: bool = False) -> list[ManifestRow]:
     """Read a JSONL or CSV samples manifest.
 
     Args:
         path: ``.jsonl`` or ``.csv`` file.
         base_dir: folder that relative ``file`` entries are relative to (default: the manifest's).
         check_files: every listed file must exist.
+        allow_outside: accept absolute paths and paths that leave ``base_dir`` (``..``, links);
+            off by default, so a manifest from elsewhere cannot make us read arbitrary files.
 
     Raises:
         InputError: unreadable manifest, unknown suffix, bad JSON, a missing or empty ``file``
@@ -138,9 +155,9 @@ def read_manifest(path: str | os.PathLike, *, base_dir: str | os.PathLike | None
     base = Path(base_dir) if base_dir is not None else path.parent
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = _read_jsonl(path, base)
+        rows = _read_jsonl(path, base, allow_outside)
     elif suffix == ".csv":
-        rows = _read_csv(path, base)
+        rows = _read_csv(path, base, allow_outside)
     else:
         raise InputError(f"manifest {path}: unknown format {suffix!r}; use .jsonl or .csv")
     if not rows:

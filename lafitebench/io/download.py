@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
 from ..runtime.progress import progress
+from .files import chmod_default
 
 ProgressFn = Callable[[int, "int | None"], None]
 
@@ -64,6 +65,7 @@ def download_to_temp(target: Path, fill: Callable[[BinaryIO, ProgressFn], None],
             fill(out, on_progress)
             out.flush()
             os.fsync(out.fileno())
+        chmod_default(tmp)
         yield tmp
     finally:
         tmp.unlink(missing_ok=True)

@@ -30,6 +30,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        chmod_default(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -79,3 +80,65 @@ def read_text(path: str | os.PathLike, what: str, *, max_bytes: int = 1 << 30) -
     if "\x00" in text:
         raise InputError(f"{what} {p} contains NUL characters (offset {text.index(chr(0))}); it is not a text file")
     return text
+
+
+COMPLETE_MARKER = ".complete"
+
+
+def chmod_default(path: Path) -> None:
+    """Give a file made by ``mkstemp`` (0600) the permissions of a normal ``open`` under the umask."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def write_file_set(out_dir: str | os.PathLike, files: dict[str, bytes], *, overwrite: bool = False) -> dict[str, Path]:
+    """Write several files into ``out_dir`` as one set: a reader never sees half of a set.
+
+    A new (or empty) ``out_dir`` is written as a temporary sibling folder renamed into place. In
+    an existing folder each file is replaced atomically, the ``.complete`` marker being removed
+    first and written last. Files with the same names from an earlier set are replaced only with
+    ``overwrite``.
+
+    Raises:
+        InputError: ``out_dir`` is a file, or holds files of the same names and ``overwrite`` is False.
+        OSError: the files could not be written (read-only, disk full, ...); nothing half-written
+            is left under the final names.
+    """
+    from ..errors import InputError
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"output folder {out} is a file; choose another folder", param="out")
+    existing = [n for n in files if (out / n).exists()] if out.is_dir() else []
+    if existing and not overwrite:
+        raise InputError(f"output folder {out} already holds {', '.join(existing[:3])} from another run; pass "
+                         "overwrite (or choose another folder) to replace them", param="out")
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        try:
+            for name, data in files.items():
+                (tmp / name).write_bytes(data)
+                chmod_default(tmp / name)
+            (tmp / COMPLETE_MARKER).write_bytes(b"")
+            os.chmod(tmp, 0o777 & ~_umask())
+            if out.exists():
+                out.rmdir()
+            os.replace(tmp, out)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    else:
+        (out / COMPLETE_MARKER).unlink(missing_ok=True)
+        for name, data in files.items():
+            with atomic_write(out / name, "wb") as f:
+                f.write(data)
+        (out / COMPLETE_MARKER).write_bytes(b"")
+    return {name: out / name for name in files}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

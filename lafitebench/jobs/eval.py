@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,25 +35,75 @@ class EvalJob:
     result: EvalResult
     skipped: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
-def load_samples(samples: str | os.PathLike, captions: str | os.PathLike | None, resolution: int):
+def load_samples(samples: str | os.PathLike, captions: str | os.PathLike | None, resolution: int,
+                 allow_outside_paths: bool = False):
     """A samples folder (with its manifest) or a registered data set name such as ``coco-mini:a``."""
     p = Path(samples)
     if p.is_dir():
-        return sample_set(p, captions_file=captions, resolution=resolution)
+        return sample_set(p, captions_file=captions, resolution=resolution, allow_outside_paths=allow_outside_paths)
     if p.exists():
         raise InputError(f"samples {samples}: expected a folder of images or a data set name, got a file", param="samples")
-    return get_dataset(str(samples), resolution=resolution, captions_file=captions)
+    return get_dataset(str(samples), resolution=resolution, captions_file=captions,
+                       allow_outside_paths=allow_outside_paths)
 
 
 def load_reference(reference: str | os.PathLike | None, data_root: str | os.PathLike | None,
-                   reference_captions: str | os.PathLike | None, resolution: int, split: str | None = None):
+                   reference_captions: str | os.PathLike | None, resolution: int, split: str | None = None,
+                   allow_outside_paths: bool = False):
     """A reference data set name (``coco-mini``, ``coco`` with ``data_root``) or an image folder."""
     if reference is None:
         return None
     return get_dataset(str(reference), data_root=data_root, resolution=resolution, split=split,
-                       captions_file=reference_captions)
+                       captions_file=reference_captions, allow_outside_paths=allow_outside_paths)
+
+
+def check_out(out: str | os.PathLike | None, overwrite: bool) -> None:
+    """Before any work: ``out`` can take a new result (not a file, no earlier result unless
+    ``overwrite``, writable where it exists). Raises InputError naming ``out``."""
+    if out is None:
+        return
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise InputError(f"output folder {p} is a file; choose another folder", param="out")
+    if (p / "results.json").exists() and not overwrite:
+        raise InputError(f"output folder {p} already holds a result (results.json); pass overwrite or choose "
+                         "another folder", param="out")
+    probe = next((q for q in (p, *p.parents) if q.exists()), None)
+    if probe is not None and not probe.is_dir():
+        raise InputError(f"output folder {p} cannot be made: {probe} is a file", param="out")
+    if probe is not None and not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {p} cannot be written ({probe} is read-only); choose another folder",
+                         param="out")
+
+
+def save_with_fallback(out: str | os.PathLike, result: EvalResult, overwrite: bool) -> tuple[dict[str, Path], str | None]:
+    """Save ``result`` into ``out``; if that fails (disk full, permissions changed, ...), into a
+    fresh folder under the cache (or the system temp folder). Returns the files and, after a
+    fallback, a warning that names both places."""
+    from .. import settings
+
+    extra = {"soa_per_class": result.per_class} if isinstance(result.per_class, pd.DataFrame) else None
+    try:
+        return save_result(out, result.table, result.provenance, extra, overwrite=overwrite), None
+    except (OSError, InputError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for base in (settings.cache_dir() / "unsaved", Path(tempfile.gettempdir()) / "lafitebench-unsaved"):
+        try:
+            target = Path(tempfile.mkdtemp(prefix=f"{stamp}-", dir=_mkdirs(base)))
+            files = save_result(target, result.table, result.provenance, extra, overwrite=True)
+            return files, f"could not write the results to {out} ({reason}); saved them to {target} instead"
+        except OSError:
+            continue
+    return {}, f"could not write the results to {out} ({reason}) nor to a fallback folder; they are printed only"
+
+
+def _mkdirs(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
 
 
 def _kid_subset(config: EvalConfig, n: int, n_ref: int) -> EvalConfig:
@@ -68,27 +120,34 @@ def run_eval(samples: str | os.PathLike, reference: str | os.PathLike | None = N
              metrics: Sequence[str] | str = AUTO, captions: str | os.PathLike | None = None,
              data_root: str | os.PathLike | None = None, reference_captions: str | os.PathLike | None = None,
              reference_split: str | None = None, out: str | os.PathLike | None = None,
+             overwrite: bool = False, allow_outside_paths: bool = False,
              config: EvalConfig | None = None) -> EvalJob:
     """Evaluate a samples folder (or data set) against a reference and save CSV/JSON/Markdown to ``out``.
 
     ``metrics="auto"`` computes every metric whose inputs exist and lists each one left out with
     the reason; named metrics are required (anything missing is an error). KID's subset size
     becomes ``min(1000, N_samples, N_reference)`` when left at its default (the metric id records
-    it). Under torchrun only rank 0 writes ``out``.
+    it). Under torchrun only rank 0 writes ``out``. ``out`` is checked before any work (a file in the
+    way, an earlier result without ``overwrite``, read-only); the files are written as one set, and
+    if writing still fails the result is saved to a fallback folder named in ``job.warnings``.
 
     Raises:
         InputError / WeightsError: bad input, before any network runs.
     """
     config = config or EvalConfig()
-    s = load_samples(samples, captions, config.resolution)
-    r = load_reference(reference, data_root, reference_captions, config.resolution, reference_split)
+    if distributed.is_main():
+        check_out(out, overwrite)
+    s = load_samples(samples, captions, config.resolution, allow_outside_paths)
+    r = load_reference(reference, data_root, reference_captions, config.resolution, reference_split,
+                       allow_outside_paths)
     n_ref = len(r.items) if r is not None else 0
     config = _kid_subset(dataclasses.replace(config, metrics=metrics), len(s.items), n_ref)
     result = evaluate(s, r, config)
     result.provenance["metrics_requested"] = metrics if isinstance(metrics, str) else list(metrics)
     result.provenance["metrics_skipped"] = result.skipped
     files: dict[str, Path] = {}
+    warnings: list[str] = []
     if out is not None and distributed.is_main():
-        extra = {"soa_per_class": result.per_class} if isinstance(result.per_class, pd.DataFrame) else None
-        files = save_result(out, result.table, result.provenance, extra)
-    return EvalJob(result=result, skipped=result.skipped, files=files)
+        files, warning = save_with_fallback(out, result, overwrite)
+        warnings += [warning] if warning else []
+    return EvalJob(result=result, skipped=result.skipped, files=files, warnings=warnings)
