@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io.state_dict import load_state_dict_strict
+from ..io.state_dict import load_state_dict_strict, safe_torch_load
 from ..io.unpickle import restricted_load
 
 NETWORK_KEYS = ("G", "D", "G_ema")
@@ -64,10 +64,7 @@ def _reconstruct_persistent_obj(meta: Any) -> PersistentRecord:
 def _load_storage_from_bytes(b: Any) -> Any:
     if not isinstance(b, (bytes, bytearray)):
         raise CheckpointError("torch.storage._load_from_bytes called with non-bytes data")
-    try:
-        return torch.load(io.BytesIO(bytes(b)), weights_only=True, map_location="cpu")
-    except Exception as e:  # torch raises many types for corrupt data; re-raise as ours
-        raise CheckpointError(f"could not read a tensor storage ({type(e).__name__}: {e})") from e
+    return safe_torch_load(io.BytesIO(bytes(b)), "a tensor storage in the snapshot")
 
 
 def _is_storage(x: Any) -> bool:

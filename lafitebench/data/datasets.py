@@ -20,9 +20,10 @@ import difflib
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -94,6 +95,28 @@ class _DecodeDataset(Dataset):
             if not self.skip_bad:
                 raise
             return i, None, str(e)
+
+
+def worker_message(text: str) -> str:
+    """The error message a DataLoader worker raised, without torch's "Caught ... in DataLoader worker
+    process N. Original Traceback ..." wrapper."""
+    if "Original Traceback" not in text:
+        return text
+    m = re.search(r"\n(?:lafitebench\.errors\.)?\w+Error: (.*)\Z", text.rstrip(), flags=re.S)
+    return m.group(1).strip() if m else text.splitlines()[-1]
+
+
+def _without_worker_tracebacks(loader: Iterable[Any]) -> Iterator[Any]:
+    """Iterate a DataLoader; our own errors raised in a worker come out with their plain message."""
+    it = iter(loader)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except InputError as e:
+            raise InputError(worker_message(str(e)), param=getattr(e, "param", None)) from None
+        yield item
 
 
 def _collate(samples: list[tuple[int, torch.Tensor | None, str | None]]) -> dict[str, Any]:
@@ -240,7 +263,7 @@ class ImageSet:
             batches = distributed.shard_batches(batches)
         ds = _DecodeDataset([it.path for it in self.items], self.resolution, self.crop, skip_bad)
         dl = DataLoader(ds, batch_sampler=batches, num_workers=num_workers, collate_fn=_collate)
-        for out in dl:
+        for out in _without_worker_tracebacks(dl):
             for i, msg in out["bad"]:
                 f = str(self.items[i].path)
                 self.skipped.append(f)

@@ -23,6 +23,7 @@ import torch
 
 from .. import settings
 from ..errors import InputError, WeightsError
+from ..io.state_dict import torch_load_reason
 
 # COCO's 80 category names in contiguous-index order (= ultralytics COCO ``names``, = coco.names order).
 COCO80_NAMES: tuple[str, ...] = (
@@ -170,33 +171,52 @@ def _check_pt_safe(path: Path) -> None:
         raise WeightsError(f"cannot load {path} safely: restricted ultralytics loading needs torch >= 2.6")
     try:
         torch_safe_load(str(path), safe_only=True)
-    except (TypeError, RuntimeError, EOFError, ValueError) as exc:
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) if zipfile.is_zipfile(path) else []
+    except Exception as exc:  # corrupt or unsafe: torch and ultralytics raise many types
+        try:
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) if zipfile.is_zipfile(path) else []
+        except Exception:  # noqa: BLE001 - the listing is a courtesy; the file is refused either way
+            unsafe = []
         raise WeightsError(
             f"refusing detector file {path}: not a checkpoint ultralytics can load without running code from it "
-            f"({exc}){'; it references ' + ', '.join(unsafe[:5]) if unsafe else ''}"
-        ) from exc
+            f"({torch_load_reason(exc)}){'; it references ' + ', '.join(unsafe[:5]) if unsafe else ''}",
+            param="detector") from None
 
 
-def resolve_detector(spec: str | Path):
-    """``ResolvedWeights`` of a detector name/file/folder (a folder export is hashed as a tree).
+#: Detector formats SOA accepts: what the file or folder looks like → the package its backend needs.
+DETECTOR_FORMATS = {".pt": None, ".onnx": "onnxruntime", "_openvino_model/": "openvino"}
+
+
+def resolve_detector(spec: str | Path, *, deep: bool = True):
+    """``ResolvedWeights`` of a detector name/file/folder (a folder export is hashed as a tree),
+    with its format checked before any image is read.
+
+    ``deep`` also opens a ``.pt`` file with ultralytics' weights-only loader (nothing in it runs).
 
     Raises:
-        WeightsError: missing or corrupt weights; an OpenVINO export without the ``openvino`` package.
+        WeightsError (``param="detector"``): missing or corrupt weights; a format SOA does not take
+            (``.pth``, no suffix, a plain folder); a backend package missing (``openvino``,
+            ``onnxruntime``); a ``.pt`` that needs code to load.
     """
+    import importlib.util
+
     from .. import weights as weights_mod
 
     if spec is None or str(spec) == "":
-        raise WeightsError("no detector given (detector option), e.g. 'yolov8n.pt' or an exported model folder")
+        raise WeightsError("no detector given, e.g. 'yolov8n.pt' or an exported model folder", param="detector")
     resolved = weights_mod.resolve(str(spec))
     path = Path(resolved.path)
-    if path.is_dir() and path.name.endswith("_openvino_model"):
-        try:
-            import openvino  # noqa: F401
-        except ImportError as exc:
-            raise WeightsError(
-                f"detector {path} is an OpenVINO export and needs the 'openvino' package (pip install openvino)"
-            ) from exc
+    kind = "_openvino_model/" if (path.is_dir() and path.name.endswith("_openvino_model")) else \
+        (path.suffix.lower() if path.is_file() else None)
+    if kind not in DETECTOR_FORMATS:
+        raise WeightsError(
+            f"detector {path}: unsupported format; SOA takes an ultralytics COCO detector as a .pt file, an "
+            "ONNX export (.onnx, needs onnxruntime) or an OpenVINO export folder (*_openvino_model/)", param="detector")
+    package = DETECTOR_FORMATS[kind]
+    if package and importlib.util.find_spec(package) is None:
+        raise WeightsError(f"detector {path} needs the '{package}' package (pip install {package})", param="detector")
+    if deep and kind == ".pt":
+        _import_ultralytics()
+        _check_pt_safe(path)
     return resolved
 
 

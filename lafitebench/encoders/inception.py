@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError, WeightsError
+from ..io.state_dict import safe_torch_load
 from ..runtime.device import resolve_device
 
 DEFAULT_INCEPTION = "inception-2015-12-05"
@@ -34,11 +35,7 @@ RESIZE_FILTER = "torch-fidelity interpolate_bilinear_2d_like_tensorflow1x to 299
 def load_inception_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load an Inception state dict safely (tensors only). Raises WeightsError naming the file."""
     p = Path(path)
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # any unpickling / format failure is a bad weights file
-        raise WeightsError(f"cannot load Inception weights {p} as a plain state dict "
-                           f"(torch.load weights_only=True failed: {e})") from e
+    sd = safe_torch_load(p, f"Inception weights {p}", WeightsError)
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

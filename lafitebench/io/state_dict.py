@@ -59,3 +59,26 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
     own = module.state_dict()
     check_state_dict(own, state_dict, what)
     module.load_state_dict({k: state_dict[k] for k in own}, strict=True)
+
+
+def torch_load_reason(e: BaseException) -> str:
+    """A short reason for a failed weights-only ``torch.load``, without torch's advice to re-run
+    with ``weights_only=False``: lafitebench refuses such files on purpose."""
+    text = " ".join(str(e).split())
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+        text = text.split(". ")[0].split(" Check the documentation")[0]
+        return f"it needs code outside the tensor allow-list ({text})"
+    text = text.split(". ")[0]
+    if "weights_only" in text:
+        return "it is not a plain file of tensors"
+    return f"{type(e).__name__}: {text}"[:300]
+
+
+def safe_torch_load(source: Any, what: str, error: type = CheckpointError) -> Any:
+    """``torch.load(source, weights_only=True, map_location="cpu")``; every failure (unsafe globals,
+    corrupt or truncated data, nesting too deep) becomes ``error`` naming ``what``."""
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for corrupt / unsafe data; all are a bad file here
+        raise error(f"{what}: cannot be read as a weights-only file: {torch_load_reason(e)}") from None

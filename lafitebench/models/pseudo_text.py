@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, InputError
-from ..io.state_dict import load_state_dict_strict
+from ..io.state_dict import load_state_dict_strict, safe_torch_load
 from .capture import persistent_network
 
 PSEUDO_TEXT_FORMS = ("official", "paper")
@@ -159,10 +159,7 @@ def load_perturbation_network(path: str | Path, feature_dim: int | None = None,
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"perturbation network file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for unsafe / corrupt / truncated files
-        raise CheckpointError(f"{path}: cannot read a weights-only state dict ({type(e).__name__}: {e})") from None
+    state = safe_torch_load(path, f"perturbation network {path}")
     if not isinstance(state, Mapping):
         raise CheckpointError(f"{path}: expected a state dict (mapping of tensors), got {type(state).__name__}")
     w1 = state.get("linear1.weight")
