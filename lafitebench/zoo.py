@@ -512,7 +512,7 @@ def fetch(
         digest = _download(info, source, progress)
     return convert(
         source, out, variant=info.variant, clip_backbone=dict(info.clip), model_id=info.id,
-        expected_resolution=info.resolution, source_url=info.source.url, source_sha256=digest,
+        expected_resolution=info.resolution, source_url=info.source.url, source_sha256=digest, overwrite=True,
     )
 
 
@@ -531,8 +531,13 @@ def convert(
     expected_resolution: int | None = None,
     source_url: str | None = None,
     source_sha256: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Convert an official LAFITE snapshot ``.pkl`` into a native checkpoint at ``out``.
+
+    ``out`` is never the input file, and an existing ``out`` is replaced only with ``overwrite``
+    (the new file is written beside it and renamed into place, so an interrupted conversion
+    leaves the old file intact).
 
     The snapshot is read with the restricted unpickler of
     :mod:`lafitebench.checkpoints.official` (nothing from the file executes). ``clip_backbone``
@@ -548,6 +553,14 @@ def convert(
     from lafitebench.checkpoints import official
 
     src, out = Path(official_pkl), Path(out)
+    if out.exists() and src.exists() and out.resolve() == src.resolve():
+        raise InputError(f"the output {out} is the input snapshot itself; choose another output file", param="out")
+    if out.is_dir():
+        raise InputError(f"the output {out} is a folder; give a file name such as {out / 'model.safetensors'}",
+                         param="out")
+    if out.exists() and not overwrite:
+        raise InputError(f"the output {out} already exists; pass overwrite (or choose another file) to replace it",
+                         param="out")
     if variant not in (*native.VARIANTS, native.UNKNOWN_VARIANT):
         raise InputError(f"variant {variant!r}: expected one of {[*native.VARIANTS, native.UNKNOWN_VARIANT]}",
                          param="variant")

@@ -77,8 +77,10 @@ def zoo_convert(official_pkl: Path = typer.Argument(..., metavar="OFFICIAL.pkl",
                 clip: Optional[str] = typer.Option(None, "--clip-backbone", metavar="BACKBONE",
                                                    help="CLIP backbone the model was trained with (ViT-B/32 or ViT-B/16); snapshots do not record it."),
                 perturbation: Optional[Path] = typer.Option(None, "--perturbation", metavar="implicit.pth",
-                                                            help="Lafite-NN perturbation network state dict to bundle.")) -> None:
+                                                            help="Lafite-NN perturbation network state dict to bundle."),
+                overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists.")) -> None:
     from .. import zoo
 
-    path = zoo.convert(official_pkl, out, variant=variant, clip_backbone=clip, perturbation=perturbation)
+    path = zoo.convert(official_pkl, out, variant=variant, clip_backbone=clip, perturbation=perturbation,
+                       overwrite=overwrite)
     out_console.print(f"native checkpoint: {path}")

@@ -142,3 +142,31 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def clean_stale_temps(folder: str | os.PathLike, max_age_s: float = 3600.0) -> list[Path]:
+    """Remove temporary files and folders our atomic writers leave when killed (``.<name>.*.tmp``,
+    ``.<name>.*.part``) older than ``max_age_s`` in ``folder``; returns what was removed. A folder
+    that cannot be listed or entries that cannot be removed are left alone (reported by the caller's
+    next write, if at all)."""
+    import shutil
+    import time
+
+    removed: list[Path] = []
+    root = Path(folder)
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for p in entries:
+        if not (p.name.startswith(".") and p.name.endswith((".tmp", ".part"))):
+            continue
+        try:
+            if now - p.stat().st_mtime < max_age_s:
+                continue
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            removed.append(p)
+        except OSError:
+            continue
+    return removed

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .. import settings
-from ..io.files import atomic_write
+from ..io.files import atomic_write, clean_stale_temps
 from .fid import FidStats, sqrt_factor
 
 # Bump when anything that changes cached numbers changes (feature extraction, blur, statistics).
@@ -49,13 +49,29 @@ class RefStats:
     key_payload: dict[str, Any] = field(default_factory=dict)
 
 
+def decoder_versions() -> dict[str, str | None]:
+    """Versions of the libraries that decode, resize and blur images (part of every cache key)."""
+    from importlib import metadata
+
+    out: dict[str, str | None] = {}
+    for name in ("pillow", "torch", "torchvision"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def refstats_key(*, fingerprint: str, resolution: int, crop: str | None, blur_preset: str, blur_level: int,
-                 inception: dict[str, Any], contents: list[str] | tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+                 inception: dict[str, Any], contents: list[str] | tuple[str, ...],
+                 skip_bad: bool = False) -> tuple[str, dict[str, Any]]:
     """Cache key (sha256 hex) and the JSON payload it hashes.
 
     ``inception`` must hold everything about the extractor that changes features (weights
     sha256, memory layout, device type, torch-fidelity version). ``contents`` is the list of
-    stored items (``CONTENT_FID`` and optionally ``CONTENT_KID``).
+    stored items (``CONTENT_FID`` and optionally ``CONTENT_KID``). ``skip_bad`` and the decoding
+    libraries' versions are keyed too: with the files' contents they determine which files an
+    evaluation skipped.
     """
     payload = {
         "kind": "lafitebench-refstats",
@@ -67,6 +83,8 @@ def refstats_key(*, fingerprint: str, resolution: int, crop: str | None, blur_pr
         "blur_level": int(blur_level),
         "inception": inception,
         "contents": sorted(contents),
+        "skip_bad": bool(skip_bad),  # with the file contents and decoders, fixes which files were skipped
+        "decoders": decoder_versions(),
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest(), payload
@@ -82,6 +100,7 @@ class RefStatsCache:
 
     def __init__(self, root: str | os.PathLike | None = None) -> None:
         self.root = cache_root(root)
+        clean_stale_temps(self.root)  # left by writers killed mid-write
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.npz"

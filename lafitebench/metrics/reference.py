@@ -94,13 +94,13 @@ class ReferenceCollector(Metric):
 
 
 def _keys_for(fingerprint: str, reference: Any, preset: str, level: int, ident: dict[str, Any],
-              kid: bool) -> list[tuple[str, dict[str, Any]]]:
+              kid: bool, skip_bad: bool) -> list[tuple[str, dict[str, Any]]]:
     """Cache keys that can serve ``level``: the exact contents first; for FID alone, a FID+KID
     entry serves too."""
     def key(contents: list[str]) -> tuple[str, dict[str, Any]]:
         return refstats_key(fingerprint=fingerprint, resolution=reference.resolution,
                             crop=getattr(reference, "crop", None), blur_preset=preset, blur_level=level,
-                            inception=ident, contents=contents)
+                            inception=ident, contents=contents, skip_bad=skip_bad)
     exact = key([CONTENT_FID] + ([CONTENT_KID] if (level == 0 and kid) else []))
     return [exact] if (level == 0 and kid) else [exact, key([CONTENT_FID, CONTENT_KID])]
 
@@ -124,7 +124,7 @@ def reference_statistics(reference: Any, extractor: Any, levels: list[int], pres
     if cache is not None and dist.is_main():
         fingerprint = reference.fingerprint()
         for k in levels:
-            keys[k] = _keys_for(fingerprint, reference, preset, k, ident, kid_features)
+            keys[k] = _keys_for(fingerprint, reference, preset, k, ident, kid_features, bool(config.skip_bad))
             for key, payload in keys[k]:
                 hit = cache.load(key, payload)
                 if hit is not None:
