@@ -132,6 +132,13 @@ class _Manifest:
     def error(self, key: str, what: str) -> InputError:
         return InputError(f"zoo manifest {self.path}: key '{self.prefix}{key}' {what}")
 
+    def positive(self, key: str, *, required: bool = True) -> int | None:
+        """An integer key that must be > 0 (sizes, widths)."""
+        value = self.get(key, int, required=required)
+        if value is not None and value <= 0:
+            raise self.error(key, f"is {value}; expected a positive integer")
+        return value
+
     def get(self, key: str, typ: type | tuple[type, ...], *, required: bool = True, default: Any = None) -> Any:
         if key not in self.data:
             if required:
@@ -195,8 +202,8 @@ def load_manifest(path: str | os.PathLike) -> ModelInfo:
     if variant not in native.VARIANTS:
         raise m.error("variant", f"is {variant!r}; expected one of {list(native.VARIANTS)}")
     resolution = m.get("resolution", int)
-    if resolution < 4 or resolution & (resolution - 1):
-        raise m.error("resolution", f"is {resolution}; expected a power of two >= 4")
+    if resolution < 4 or resolution > 4096 or resolution & (resolution - 1):
+        raise m.error("resolution", f"is {resolution}; expected a power of two in [4, 4096]")
 
     c = m.table("clip")
     c.check_keys(_CLIP_KEYS)
@@ -208,7 +215,7 @@ def load_manifest(path: str | os.PathLike) -> ModelInfo:
                 raise c.error(k, f"is {c.data[k]!r} but {clip['name']} means {clip[k]!r}")
     else:  # a backbone LAFITE was not released with: every field must be given
         clip = {"name": backbone, "open_clip_model": c.get("open_clip_model", str),
-                "open_clip_pretrained": c.get("open_clip_pretrained", str), "f_dim": c.get("f_dim", int)}
+                "open_clip_pretrained": c.get("open_clip_pretrained", str), "f_dim": c.positive("f_dim")}
 
     s = m.table("source")
     s.check_keys(_SOURCE_KEYS)
@@ -227,7 +234,7 @@ def load_manifest(path: str | os.PathLike) -> ModelInfo:
         raise s.error("sha256", f"{sha!r} is not 64 lower-case hex digits")
     hash_status = s.get("hash_status", str, required=sha is None)
     source = SourceInfo(kind=kind, url=url, filename=filename, listed_at=s.get("listed_at", str),
-                        gdrive_id=gdrive_id, sha256=sha, size_bytes=s.get("size_bytes", int, required=False),
+                        gdrive_id=gdrive_id, sha256=sha, size_bytes=s.positive("size_bytes", required=False),
                         hash_status=hash_status)
 
     paper = []
@@ -239,6 +246,9 @@ def load_manifest(path: str | os.PathLike) -> ModelInfo:
         p.check_keys(_PAPER_KEYS)
         metrics_t = p.table("metrics")
         metrics = {k: metrics_t.get(k, float) for k in metrics_t.data}
+        bad = next((k for k, v in metrics.items() if v != v or v in (float("inf"), float("-inf"))), None)
+        if bad is not None:
+            raise metrics_t.error(bad, "is not a finite number")
         paper.append(PaperResult(table=p.get("table", str), row=p.get("row", str), metrics=metrics,
                                  verified=p.get("verified", bool),
                                  verified_against=p.get("verified_against", str, required=False)))

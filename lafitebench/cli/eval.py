@@ -115,10 +115,12 @@ def eval_cmd(
                    overwrite=overwrite, allow_outside_paths=allow_outside_paths, config=config)
     if distributed.is_main():
         _show(job, as_json, compare)
+        for name, why in job.result.failed.items():
+            err_console.print(f"[bold red]error:[/] {name} could not be computed: {why}")
         for w in job.warnings:
             err_console.print(f"[bold yellow]warning:[/] {w}")
     distributed.shutdown()
-    if job.warnings:
+    if job.warnings or job.result.failed:
         raise typer.Exit(code=2)
 
 

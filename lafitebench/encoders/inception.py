@@ -3,7 +3,7 @@
 One forward pass per image gives both the 2048-d pool3 features (FID, KID) and the 1008-way
 unbiased logits (IS). The network takes uint8 NCHW images of any size and resizes them to 299²
 itself with torch-fidelity's TensorFlow-1-compatible bilinear resize (part of the metric's
-identity; see docs/metrics-reference.md), then normalises with (x - 128) / 128.
+identity), then normalises with (x - 128) / 128.
 
 Weights are loaded without executing code from the file (``torch.load(weights_only=True)``),
 checked against the network's keys, and then handed to torch-fidelity's class as an in-memory

@@ -106,6 +106,11 @@ def _mkdirs(p: Path) -> Path:
     return p
 
 
+def _readable(image_set: Any, skip_bad: bool) -> int:
+    """How many images a pass will use: all, or (``skip_bad``) those whose headers read (cheap)."""
+    return len(image_set.items) - (len(image_set.find_bad(quick=True)) if skip_bad else 0)
+
+
 def _kid_subset(config: EvalConfig, n: int, n_ref: int) -> EvalConfig:
     """KID's subset size is min(1000, N) (the metrics reference); only the default 1000 is lowered.
 
@@ -140,8 +145,8 @@ def run_eval(samples: str | os.PathLike, reference: str | os.PathLike | None = N
     s = load_samples(samples, captions, config.resolution, allow_outside_paths)
     r = load_reference(reference, data_root, reference_captions, config.resolution, reference_split,
                        allow_outside_paths)
-    n_ref = len(r.items) if r is not None else 0
-    config = _kid_subset(dataclasses.replace(config, metrics=metrics), len(s.items), n_ref)
+    n, n_ref = _readable(s, config.skip_bad), (_readable(r, config.skip_bad) if r is not None else 0)
+    config = _kid_subset(dataclasses.replace(config, metrics=metrics), n, n_ref)
     result = evaluate(s, r, config)
     result.provenance["metrics_requested"] = metrics if isinstance(metrics, str) else list(metrics)
     result.provenance["metrics_skipped"] = result.skipped

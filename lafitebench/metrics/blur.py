@@ -2,7 +2,7 @@
 
 FID-k blurs both the generated and the reference images with a Gaussian of "radius" k before
 the Inception network sees them (k = 0 means no blur). The DALL-E paper never defines
-"radius", so two presets exist (see docs/metrics-reference.md):
+"radius", so two presets exist (torch-fidelity and LAFITE define it differently):
 
 - ``lafite``: what the LAFITE author posted: ``torchvision.transforms.GaussianBlur(kernel_size=2k+1,
   sigma=sqrt(((2k+1)^2 - 1) / 12))`` applied to uint8 tensors. torchvision pads with ``reflect``,

@@ -45,7 +45,8 @@ class EvalResult:
     """``table``: one row per metric (metric_id, metric, value, std, n, higher_is_better, notes);
     ``provenance``: everything needed to reproduce or compare the numbers; ``per_class``: SOA
     per-class table or None; ``tables``: every named table the metrics produced; ``details``:
-    each metric's JSON-able details; ``skipped``: metrics left out in auto mode, with reasons."""
+    each metric's JSON-able details; ``skipped``: metrics left out in auto mode, with reasons;
+    ``failed``: metrics that could not be computed after the pass (the others are kept)."""
 
     table: pd.DataFrame
     provenance: dict[str, Any]
@@ -53,6 +54,7 @@ class EvalResult:
     details: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def _load_extractor(plan: Plan, config: EvalConfig, extractor: Any = None) -> Any:
@@ -107,16 +109,24 @@ def _samples_pass(plan: Plan, samples: Any, metrics: dict[str, Metric], extracto
     rec.timing["samples_s"] = time.perf_counter() - t0
 
 
-def _compute(metrics: dict[str, Metric], rec: RunRecord) -> tuple[list[Any], dict[str, MetricOutput]]:
+def _compute(metrics: dict[str, Metric], rec: RunRecord) -> tuple[list[Any], dict[str, MetricOutput], dict[str, str]]:
+    """Every metric's rows; a metric whose inputs turned out unusable after the pass (e.g. too few
+    readable images for KID after skip_bad) is reported in ``failed`` without losing the others."""
     t0 = time.perf_counter()
-    rows, outputs = [], {}
+    rows, outputs, failed = [], {}, {}
     for name, m in metrics.items():
-        out = m.compute()
+        try:
+            out = m.compute()
+        except LafitebenchError as e:
+            failed[name] = str(e)
+            continue
         rows.extend(out.rows)
         outputs[name] = out
         rec.metrics[name] = {**out.details}
     rec.timing["compute_s"] = time.perf_counter() - t0
-    return rows, outputs
+    if not rows and failed:
+        raise InputError("; ".join(f"{k}: {v}" for k, v in failed.items()))
+    return rows, outputs, failed
 
 
 def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = None, *,
@@ -177,9 +187,13 @@ def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = No
 
 def _result(plan: Plan, metrics: dict[str, Metric], ref: ReferenceStats | None, rec: RunRecord,
             started: float) -> EvalResult:
-    rows, outputs = _compute(metrics, rec)
+    rows, outputs, failed = _compute(metrics, rec)
     rec.n_reference = ref.n if ref is not None else 0
     rec.timing["total_s"] = time.perf_counter() - started
     tables = {k: v for out in outputs.values() for k, v in out.tables.items()}
-    return EvalResult(table=rows_to_table(rows), provenance=build_provenance(rec), per_class=tables.get("soa_per_class"),
-                      details={n: o.details for n, o in outputs.items()}, tables=tables, skipped=plan.skipped)
+    prov = build_provenance(rec)
+    if failed:
+        prov["metrics_failed"] = failed
+    return EvalResult(table=rows_to_table(rows), provenance=prov, per_class=tables.get("soa_per_class"),
+                      details={n: o.details for n, o in outputs.items()}, tables=tables, skipped=plan.skipped,
+                      failed=failed)
