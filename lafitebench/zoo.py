@@ -365,16 +365,31 @@ def list_models() -> list[dict[str, Any]]:
     return rows
 
 
+def _paper_short(info: ModelInfo) -> str:
+    """``FID-0 18.04 · IS 27.20`` from the first paper row (``*`` when unverified), or ``-``."""
+    if not info.paper:
+        return "-"
+    p = info.paper[0]
+    fid = p.metrics.get("FID-0", p.metrics.get("FID"))
+    parts = ([f"FID {fid:.2f}"] if fid is not None else []) + (
+        [f"IS {p.metrics['IS']:.2f}"] if "IS" in p.metrics else [])
+    return " · ".join(parts) + ("" if p.verified else " *")
+
+
 def render_models_table() -> "Any":
-    """A ``rich.table.Table`` of :func:`list_models`."""
+    """A ``rich.table.Table`` of :func:`list_models` that fits 80 columns (ids never cut; every
+    paper number is in ``lafitebench zoo show ID``)."""
     from rich.table import Table
 
-    table = Table(title=f"LAFITE model zoo ({zoo_dir()})")
-    for col, kw in (("id", {"style": "bold"}), ("variant", {}), ("CLIP", {}), ("res", {"justify": "right"}),
-                    ("paper table", {}), ("paper numbers", {}), ("cache", {})):
-        table.add_column(col, **kw)
-    for r in list_models():
-        table.add_row(r["id"], r["variant"], r["clip"], str(r["resolution"]), r["paper_table"], r["paper"], r["cached"])
+    table = Table(title="LAFITE model zoo", caption="all paper numbers: lafitebench zoo show ID", caption_justify="left")
+    table.add_column("id", style="bold", no_wrap=True)
+    table.add_column("variant", no_wrap=True)
+    table.add_column("CLIP", no_wrap=True)
+    table.add_column("paper, COCO")
+    table.add_column("cache")
+    for name in MODELS.names():
+        info = MODELS.get(name)
+        table.add_row(info.id, info.variant, info.clip["name"], _paper_short(info), _cache_state(info))
     return table
 
 

@@ -6,6 +6,7 @@ Expected failures end in one message naming the flag and exit code 2 (:mod:`.err
 """
 from __future__ import annotations
 
+import click._textwrap
 import typer
 
 from .. import __version__
@@ -14,16 +15,35 @@ from .eval import EVAL_HELP, eval_cmd
 from .report import REPORT_HELP, report_cmd
 from .zoo import zoo_app
 
+class _WordWrapper(click._textwrap.TextWrapper):
+    """Click's help wrapper, but never splitting at hyphens: names such as ``coco-mini:b`` and
+    ``--data-root`` stay whole on narrow terminals."""
+
+    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        kwargs["break_on_hyphens"] = False
+        super().__init__(*args, **kwargs)
+
+
+click._textwrap.TextWrapper = _WordWrapper  # type: ignore[misc]  # read by click.formatting.wrap_text
+
 app = typer.Typer(
     name="lafitebench",
-    help="LAFITE models and the paper's metrics (IS, FID, FID-k, KID, CLIP score, SOA-C/SOA-I), reproducibly.\n\n"
-         "**Examples**\n\n* `lafitebench eval` (the bundled coco-mini default)\n"
-         "* `lafitebench eval --samples out/ --reference coco --data-root /data/coco --fid-blur 0,1,2,4,8`\n"
-         "* `torchrun --standalone --nproc_per_node 2 -m lafitebench eval --samples out/ --reference real/`\n"
-         "* `lafitebench zoo list`\n* `lafitebench report reports/runs/<run> --table lang_free`",
+    help="""LAFITE models and the paper's metrics (IS, FID, FID-k, KID, CLIP score,
+SOA-C/SOA-I), reproducibly.
+
+Examples:
+
+\b
+  lafitebench eval                 # the bundled coco-mini default
+  lafitebench eval --samples out/ --reference coco --data-root /data/coco \\
+      --fid-blur 0,1,2,4,8
+  torchrun --standalone --nproc_per_node 2 -m lafitebench eval \\
+      --samples out/ --reference real/
+  lafitebench zoo list
+  lafitebench report reports/runs/<run> --table lang_free""",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="markdown",
+    rich_markup_mode=None,
 )
 app.add_typer(zoo_app, name="zoo")
 app.command("eval", help=EVAL_HELP)(eval_cmd)

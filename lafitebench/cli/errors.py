@@ -11,10 +11,12 @@ import functools
 import re
 import sys
 import traceback
+import warnings
 from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ..errors import LafitebenchError
 
@@ -63,10 +65,34 @@ def _known_params() -> set[str]:
 _KNOWN_PARAMS: set[str] = set()
 
 
+def wrap(text: str, width: int) -> str:
+    """``text`` wrapped at spaces only: URLs, paths and flags are never split (a longer one gets
+    a line of its own), so they stay copyable."""
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width=width, break_long_words=False, break_on_hyphens=False)
+                     if line.strip() else "" for line in text.splitlines())
+
+
 def fail(e: LafitebenchError) -> None:
-    """Print ``e`` (flags named) on stderr and exit with code 2."""
-    err_console.print(f"[bold red]error:[/] {message(e)}", highlight=False, markup=True)
+    """Print ``e`` (flags named, wrapped to the terminal without splitting words) on stderr; exit 2."""
+    from rich.text import Text
+
+    width = max(40, min(err_console.width, 100))
+    err_console.print(Text("error: ", style="bold red") + Text(wrap("error: " + message(e), width)[7:]),
+                      soft_wrap=True)
     raise typer.Exit(code=2)
+
+
+def _show_warning(message: Warning | str, category: type, filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """Library warnings as one 'warning:' line (flags named), not Python's warning format."""
+    err_console.print(Text("warning: ", style="bold yellow") + Text(message_text(str(message))), soft_wrap=False)
+
+
+def message_text(text: str) -> str:
+    """:func:`message` for plain text."""
+    return message(LafitebenchError(text))
 
 
 def boundary(fn: F) -> F:
@@ -78,7 +104,12 @@ def boundary(fn: F) -> F:
         if not _KNOWN_PARAMS:
             _KNOWN_PARAMS.update(_known_params())
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                warnings.simplefilter("ignore")  # third-party deprecation chatter
+                warnings.filterwarnings("always", category=UserWarning, module=r"lafitebench\..*")
+                warnings.filterwarnings("always", category=RuntimeWarning, module=r"lafitebench\..*")
+                return fn(*args, **kwargs)
         except LafitebenchError as e:
             fail(e)
         except KeyboardInterrupt:

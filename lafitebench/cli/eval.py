@@ -17,18 +17,22 @@ DEFAULT_SAMPLES, DEFAULT_REFERENCE = "coco-mini:a", "coco-mini:b"
 
 EVAL_HELP = """Compute IS, FID, FID-k, KID, CLIP score and SOA for a folder of generated images.
 
-Under `torchrun --nproc_per_node N -m lafitebench eval ...` each process takes a shard of both sets; the result
-equals a single-process run (FID to 1e-9 relative, the others exactly).
+Under torchrun each process takes a shard of both sets; the result equals a
+single-process run (FID to 1e-9 relative, the others exactly).
 
-**Examples**
+Examples:
 
-* `lafitebench eval` — the bundled default: half of coco-mini (50 real COCO images) as "samples"
-  against the other half as reference; every metric that can be computed.
-* `lafitebench eval --samples out/samples --reference coco --data-root /data/coco --fid-blur 0,1,2,4,8`
-* `lafitebench eval --samples out/soa --metrics soa --detector yolov8m.pt --detector-conf 0.5`
-* `lafitebench eval --samples out/samples --captions prompts.jsonl --metrics clip --clip-model ViT-B-16`
-* `lafitebench eval --samples out/samples --reference real_images/ --metrics fid,kid --json > result.json`
-* `torchrun --standalone --nproc_per_node 4 -m lafitebench eval --samples out/samples --reference coco --data-root /data/coco`
+\b
+  lafitebench eval        # bundled default: 50 coco-mini images vs 50 others
+  lafitebench eval --samples out/samples --reference coco \\
+      --data-root /data/coco --fid-blur 0,1,2,4,8
+  lafitebench eval --samples out/soa --metrics soa --detector yolov8m.pt
+  lafitebench eval --samples out/samples --captions prompts.jsonl \\
+      --metrics clip --clip-model ViT-B-16
+  lafitebench eval --samples out/ --reference real/ --metrics fid,kid \\
+      --json > result.json
+  torchrun --standalone --nproc_per_node 4 -m lafitebench eval \\
+      --samples out/samples --reference coco --data-root /data/coco
 """
 
 
@@ -45,7 +49,7 @@ def eval_cmd(
                                      "(file, caption, soa_class), or a data set name."),
     captions: Optional[Path] = typer.Option(None, "--captions", metavar="FILE",
                                             help="Manifest (JSONL/CSV) or one-caption-per-line .txt when it is not in the samples folder."),
-    reference: Optional[str] = typer.Option(DEFAULT_REFERENCE, "--reference", "--dataset", metavar="NAME|DIR",
+    reference: Optional[str] = typer.Option(DEFAULT_REFERENCE, "--reference", metavar="NAME|DIR",
                                             help="Reference images: coco-mini, coco-mini:a|b, coco (with --data-root) or a folder. "
                                                  "'none' for IS / CLIP / SOA only."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="DIR",
@@ -138,7 +142,10 @@ def _show(job, as_json: bool, compare: str | None) -> None:
             payload["soa_per_class"] = table_records(res.per_class)
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         return
+    out_console.print(_compared(res.provenance))
     out_console.print(rich_table(res.table[["metric_id", "metric", "value", "std", "n"]], title="lafitebench eval"))
+    for line in _caveats(res):
+        out_console.print(f"[cyan]note[/] {line}")
     for name, why in job.skipped.items():
         out_console.print(f"[yellow]left out[/] {name}: {why}")
     if res.per_class is not None:
@@ -151,3 +158,36 @@ def _show(job, as_json: bool, compare: str | None) -> None:
             err_console.print(f"[yellow]--compare:[/] {message(e)}")
     for kind, path in job.files.items():
         err_console.print(f"wrote {kind}: {path}")
+
+
+def _compared(prov: dict) -> str:
+    """One line above the table: what was compared with what, and how many images."""
+    s = prov["inputs"]["samples"]
+    text = f"samples: {s.get('name')} ({s.get('n_used', s.get('n'))} images)"
+    r = prov["inputs"].get("reference")
+    if r:
+        text += f" vs reference: {r.get('name')} ({r.get('n_used', r.get('n'))} images)"
+    return text + f", at {prov['config']['resolution']}²"
+
+
+def _caveats(res) -> list[str]:
+    """What a reader of the table must know: small-N FID bias, degenerate KID subsets, cache reuse."""
+    out = []
+    t = res.table.set_index("metric_id")
+    fid = [i for i in t.index if i.startswith("fid")]
+    if fid and int(t.loc[fid[0], "n"]) < 10000:
+        n = int(t.loc[fid[0], "n"])
+        out.append(f"FID at N = {n} is dominated by its small-sample bias (it falls as N grows; the paper uses "
+                   "30,000 samples): compare FIDs only at equal N")
+    cfg = res.provenance["config"]
+    for i in (i for i in t.index if i.startswith("kid")):
+        n = int(t.loc[i, "n"])
+        n_ref = res.provenance["inputs"].get("reference", {}).get("n_used", 0)
+        if cfg["kid_subset_size"] >= min(n, n_ref or n):
+            out.append(f"KID subsets of {cfg['kid_subset_size']} from {n} images are all the same set: its std "
+                       "says nothing about precision (use more images)")
+    hits = res.provenance.get("cache", {}).get("hits", [])
+    if hits:
+        out.append(f"reference statistics for blur level(s) {', '.join(map(str, hits))} came from the cache "
+                   f"({res.provenance['cache']['dir']}); --no-cache recomputes them")
+    return out

@@ -9,9 +9,14 @@ import typer
 from .common import err_console, out_console
 from .errors import boundary
 
-REPORT_HELP = ("Print saved results beside the paper's table and write CSV/Markdown.\n\n"
-               "**Examples**\n\n* `lafitebench report reports/runs/20261122-101500 --table lang_free`\n"
-               "* `lafitebench report --table supervised` (the paper's table alone)")
+REPORT_HELP = """Print saved results beside the paper's table and write CSV/Markdown.
+
+Examples:
+
+\b
+  lafitebench report reports/runs/20261122-101500 --table lang_free
+  lafitebench report --table supervised      # the paper's table alone
+"""
 
 
 @boundary

@@ -14,7 +14,7 @@ from .errors import boundary
 zoo_app = typer.Typer(help="The model zoo: released LAFITE checkpoints.", no_args_is_help=True)
 
 
-@zoo_app.command("list", help="List the released models (Rich table).\n\n**Example**: `lafitebench zoo list`")
+@zoo_app.command("list", help="List the released models (Rich table).\n\nExample:\n\n\b\n  lafitebench zoo list")
 @boundary
 def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     from .. import zoo
@@ -25,7 +25,7 @@ def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
         out_console.print(zoo.render_models_table())
 
 
-@zoo_app.command("show", help="Show one model's manifest.\n\n**Example**: `lafitebench zoo show lafite-coco-g`")
+@zoo_app.command("show", help="Show one model's manifest.\n\nExample:\n\n\b\n  lafitebench zoo show lafite-coco-g")
 @boundary
 def zoo_show(model_id: str = typer.Argument(..., metavar="ID")) -> None:
     from .. import zoo
@@ -37,7 +37,7 @@ def zoo_show(model_id: str = typer.Argument(..., metavar="ID")) -> None:
 
 
 @zoo_app.command("fetch", help="Download a released model (hash-checked when a hash is known) and convert it to the "
-                               "native safe format.\n\n**Example**: `lafitebench zoo fetch lafite-coco-g`\n\n"
+                               "native safe format.\n\nExample:\n\n\b\n  lafitebench zoo fetch lafite-coco-g\n\n"
                                "Offline: put the released .pkl where the error message says, then run it again "
                                "(or use `zoo convert`).")
 @boundary
@@ -49,7 +49,7 @@ def zoo_fetch(model_id: str = typer.Argument(..., metavar="ID"),
     out_console.print(f"native checkpoint: {zoo.fetch(model_id, dest, force=force)}")
 
 
-@zoo_app.command("verify", help="Validate every manifest and the hashes of cached files.\n\n**Example**: `lafitebench zoo verify`")
+@zoo_app.command("verify", help="Validate every manifest and the hashes of cached files.\n\nExample:\n\n\b\n  lafitebench zoo verify")
 @boundary
 def zoo_verify(model_id: Optional[str] = typer.Argument(None, metavar="[ID]")) -> None:
     from rich.table import Table
@@ -69,7 +69,8 @@ def zoo_verify(model_id: Optional[str] = typer.Argument(None, metavar="[ID]")) -
 
 @zoo_app.command("convert", help="Convert an official LAFITE snapshot .pkl into the native safe format "
                                  "(nothing in the pickle is executed).\n\n"
-                                 "**Example**: `lafitebench zoo convert network-snapshot.pkl lafite.safetensors --variant g --clip-backbone ViT-B/32`")
+                                 "Example:\n\n\b\n  lafitebench zoo convert network-snapshot.pkl lafite.safetensors \\\n"
+                                 "      --variant g --clip-backbone ViT-B/32")
 @boundary
 def zoo_convert(official_pkl: Path = typer.Argument(..., metavar="OFFICIAL.pkl", exists=True, dir_okay=False),
                 out: Path = typer.Argument(..., metavar="OUT"),

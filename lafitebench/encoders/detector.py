@@ -57,6 +57,7 @@ def check_detector_conf(conf: float) -> float:
 def _import_ultralytics():
     """Import ultralytics with safe defaults (see module docstring); return the ``YOLO`` class."""
     os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("YOLO_VERBOSE", "false")  # no settings banner or per-call log lines
     os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
     if settings.offline():
         os.environ.setdefault("YOLO_OFFLINE", "1")

@@ -56,13 +56,25 @@ def download_to_temp(target: Path, fill: Callable[[BinaryIO, ProgressFn], None],
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as out, progress(disable=not show_progress) as bar:
-            task = bar.add_task(label, total=total)
+        bar: Any = None
+        task: Any = None
 
-            def on_progress(done: int, size: int | None) -> None:
-                bar.update(task, completed=done, total=size or total)
+        def on_progress(done: int, size: int | None) -> None:
+            nonlocal bar, task
+            if not show_progress:
+                return
+            if bar is None:  # the bar appears with the first bytes: a failed connection draws nothing
+                bar = progress(transient=True)
+                bar.start()
+                task = bar.add_task(label, total=size or total)
+            bar.update(task, completed=done, total=size or total)
 
-            fill(out, on_progress)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                fill(out, on_progress)
+            finally:
+                if bar is not None:
+                    bar.stop()
             out.flush()
             os.fsync(out.fileno())
         chmod_default(tmp)

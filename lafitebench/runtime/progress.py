@@ -7,8 +7,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 stderr_console = Console(stderr=True)
 
 
-def progress(disable: bool = False) -> Progress:
-    """A Rich progress bar on stderr (so ``--json`` output on stdout stays clean)."""
+def progress(disable: bool = False, transient: bool = False) -> Progress:
+    """A Rich progress bar on stderr (so ``--json`` output on stdout stays clean); a ``transient``
+    bar is erased when its block ends (downloads: no half-drawn bar is left behind a failure)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -17,5 +18,5 @@ def progress(disable: bool = False) -> Progress:
         TimeRemainingColumn(),
         console=stderr_console,
         disable=disable,
-        transient=False,
+        transient=transient,
     )
