@@ -585,7 +585,7 @@ def convert(
                          param="out")
     if out.exists() and not overwrite:
         raise InputError(f"the output {out} already exists; pass overwrite (or choose another file) to replace it",
-                         param="out")
+                         param="overwrite")
     if variant not in (*native.VARIANTS, native.UNKNOWN_VARIANT):
         raise InputError(f"variant {variant!r}: expected one of {[*native.VARIANTS, native.UNKNOWN_VARIANT]}",
                          param="variant")

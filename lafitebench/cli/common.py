@@ -1,8 +1,9 @@
 """Helpers shared by the command modules: consoles, list parsing, tables."""
 from __future__ import annotations
 
-import typer
 from rich.console import Console
+
+from ..errors import InputError
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -12,7 +13,7 @@ def csv_list(value: str, option: str) -> list[str]:
     """``"a, b"`` → ``["a", "b"]``; a usage error naming ``option`` when empty."""
     items = [v.strip() for v in value.split(",") if v.strip()]
     if not items:
-        raise typer.BadParameter(f"{option} needs a comma-separated list, got {value!r}")
+        raise InputError(f"{option} needs a comma-separated list, got {value!r}")
     return items
 
 
@@ -21,4 +22,4 @@ def int_list(value: str, option: str) -> list[int]:
     try:
         return [int(v) for v in csv_list(value, option)]
     except ValueError:
-        raise typer.BadParameter(f"{option} takes integers such as 0,1,2,4,8; got {value!r}") from None
+        raise InputError(f"{option} takes integers such as 0,1,2,4,8; got {value!r}") from None

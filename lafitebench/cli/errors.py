@@ -48,6 +48,8 @@ def message(e: LafitebenchError) -> str:
         if p in _KNOWN_PARAMS:
             text = re.sub(rf"(?<![\w./-]){re.escape(p)}(?![\w/-])", flag_for(p), text)
     param = getattr(e, "param", None)
+    if param and "_" not in param and param in _KNOWN_PARAMS:  # one-word parameters: "pass overwrite"
+        text = re.sub(rf"\bpass {re.escape(param)}\b", f"pass {flag_for(param)}", text)
     if param and param in _KNOWN_PARAMS and flag_for(param) not in text:
         text += f" (option {flag_for(param)})"
     return text
@@ -59,7 +61,7 @@ def _known_params() -> set[str]:
     from ..metrics.config import EvalConfig
 
     return ({f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES)
-            | {"samples", "data_root", "split", "out", "overwrite", "variant", "table"})
+            | {"samples", "data_root", "split", "overwrite", "variant", "table"})
 
 
 _KNOWN_PARAMS: set[str] = set()

@@ -58,7 +58,8 @@ DECODE_POLICY = {
 }
 
 # Errors Pillow raises for unreadable, truncated or hostile files.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError,
+                  ImportError)  # a third-party Pillow plugin that fails to import on an unknown format
 
 
 def _sixteen_to_rgb(img: Image.Image) -> Image.Image:

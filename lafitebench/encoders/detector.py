@@ -61,7 +61,14 @@ def _import_ultralytics():
     os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
     if settings.offline():
         os.environ.setdefault("YOLO_OFFLINE", "1")
+    from PIL import Image
+
+    pil_open = Image.open
     from ultralytics import YOLO
+
+    # ultralytics replaces PIL.Image.open by a version that, on an unidentified file, tries to
+    # pip-install and import a HEIF plugin; put Pillow's own back so a bad image stays a bad image.
+    Image.open = pil_open
     from ultralytics.utils import LOGGER
 
     for h in LOGGER.handlers:

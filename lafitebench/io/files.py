@@ -111,7 +111,7 @@ def write_file_set(out_dir: str | os.PathLike, files: dict[str, bytes], *, overw
     existing = [n for n in files if (out / n).exists()] if out.is_dir() else []
     if existing and not overwrite:
         raise InputError(f"output folder {out} already holds {', '.join(existing[:3])} from another run; pass "
-                         "overwrite (or choose another folder) to replace them", param="out")
+                         "overwrite (or choose another folder) to replace them", param="overwrite")
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

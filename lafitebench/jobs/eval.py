@@ -70,7 +70,7 @@ def check_out(out: str | os.PathLike | None, overwrite: bool) -> None:
         raise InputError(f"output folder {p} is a file; choose another folder", param="out")
     if (p / "results.json").exists() and not overwrite:
         raise InputError(f"output folder {p} already holds a result (results.json); pass overwrite or choose "
-                         "another folder", param="out")
+                         "another folder", param="overwrite")
     probe = next((q for q in (p, *p.parents) if q.exists()), None)
     if probe is not None and not probe.is_dir():
         raise InputError(f"output folder {p} cannot be made: {probe} is a file", param="out")

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError, LafitebenchError, WeightsError
 from ..registry import UnknownNameError
+from ..encoders.detector import check_detector_conf
 from ..runtime.device import resolve_device
 from ..runtime.rng import check_seed
 from .base import FeatureKey, Metric
@@ -91,6 +92,7 @@ def validate_options(config: EvalConfig) -> None:
                           ("kid_subset_size", 2), ("isc_splits", 1)):
         _positive_int(config, name, minimum)
     check_seed(config.seed)
+    check_detector_conf(config.detector_conf)
     raw = [config.fid_blur] if isinstance(config.fid_blur, int) else list(config.fid_blur or [])
     if not raw:
         raise InputError("fid_blur is empty: give the FID-k blur levels, e.g. 0 or 0,1,2,4,8", param="fid_blur")
