@@ -115,7 +115,8 @@ def boundary(fn: F) -> F:
         except LafitebenchError as e:
             fail(e)
         except KeyboardInterrupt:
-            err_console.print("interrupted: nothing was written for the unfinished step; run the command again")
+            err_console.print("interrupted: finished reference statistics stay in the cache and no result file is "
+                              "half-written; run the same command again to continue")
             raise typer.Exit(code=130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
