@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..io.state_dict import load_state_dict_strict, safe_torch_load
+from ..io.state_dict import check_state_dict, load_state_dict_strict, safe_torch_load
 from ..io.unpickle import restricted_load
 
 NETWORK_KEYS = ("G", "D", "G_ema")
@@ -352,6 +352,7 @@ def build_from_official(path: str | Path, device: str | torch.device = "cpu",
     """
     from ..errors import InputError
     from ..models.discriminator import Discriminator
+    from .native import check_sizes
     from ..models.generator import Generator
 
     path = Path(path)
@@ -365,13 +366,17 @@ def build_from_official(path: str | Path, device: str | torch.device = "cpu",
             if key == "G_ema":
                 raise CheckpointError(f"{path}: the snapshot has no G_ema network")
             continue
+        cls = Discriminator if key == "D" else Generator
         try:
-            if key == "D":
-                module: nn.Module = Discriminator(**discriminator_kwargs_from_official(entry["init_kwargs"]))
-            else:
-                module = Generator(**generator_kwargs_from_official(entry["init_kwargs"]))
+            kwargs = (discriminator_kwargs_from_official if key == "D" else generator_kwargs_from_official)(
+                entry["init_kwargs"])
+            check_sizes(kwargs, f"{path}: network {key}")
+            with torch.device("meta"):  # shapes first: nothing is allocated for a file that does not fit
+                check_state_dict(cls(**kwargs).state_dict(), entry["state_dict"], f"{path}: network {key}")
+            module: nn.Module = cls(**kwargs)
         except (CheckpointError, InputError) as e:
-            raise CheckpointError(f"{path}: network {key}: {e}") from None
+            msg = str(e)
+            raise CheckpointError(msg if msg.startswith(str(path)) else f"{path}: network {key}: {msg}") from None
         load_state_dict_strict(module, entry["state_dict"], what=f"{path}: network {key}")
         nets[key] = module.to(device).eval().requires_grad_(False)
     return nets
