@@ -6,16 +6,25 @@ Expected failures end in one message naming the flag and exit code 2 (:mod:`.err
 """
 from __future__ import annotations
 
-import click._textwrap
 import typer
 
 from .. import __version__
 from .common import out_console
 from .eval import EVAL_HELP, eval_cmd
+from .generate import GENERATE_HELP, generate_cmd
 from .report import REPORT_HELP, report_cmd
 from .zoo import zoo_app
 
-class _WordWrapper(click._textwrap.TextWrapper):
+def _textwrap_module():
+    """The click text-wrap module Typer uses (recent Typer versions vendor click as ``typer._click``)."""
+    try:
+        from typer._click import _textwrap
+    except ImportError:  # Typer on the public click
+        from click import _textwrap
+    return _textwrap
+
+
+class _WordWrapper(_textwrap_module().TextWrapper):
     """Click's help wrapper, but never splitting at hyphens: names such as ``coco-mini:b`` and
     ``--data-root`` stay whole on narrow terminals."""
 
@@ -24,7 +33,7 @@ class _WordWrapper(click._textwrap.TextWrapper):
         super().__init__(*args, **kwargs)
 
 
-click._textwrap.TextWrapper = _WordWrapper  # type: ignore[misc]  # read by click.formatting.wrap_text
+_textwrap_module().TextWrapper = _WordWrapper  # type: ignore[misc]  # read by click's formatting.wrap_text
 
 app = typer.Typer(
     name="lafitebench",
@@ -35,6 +44,7 @@ Examples:
 
 \b
   lafitebench eval                 # the bundled coco-mini default
+  lafitebench generate --model lafite-coco-g --split coco-mini --out out/mini
   lafitebench eval --samples out/ --reference coco --data-root /data/coco \\
       --fid-blur 0,1,2,4,8
   torchrun --standalone --nproc_per_node 2 -m lafitebench eval \\
@@ -47,6 +57,7 @@ Examples:
 )
 app.add_typer(zoo_app, name="zoo")
 app.command("eval", help=EVAL_HELP)(eval_cmd)
+app.command("generate", help=GENERATE_HELP)(generate_cmd)
 app.command("report", help=REPORT_HELP)(report_cmd)
 
 

@@ -32,6 +32,7 @@ FLAG_OVERRIDES = {
     "reference_captions": "--reference-captions",
     "clip_backbone": "--clip-backbone",
     "reference": "--reference",
+    "image_format": "--format",
 }
 
 
@@ -61,7 +62,8 @@ def _known_params() -> set[str]:
     from ..metrics.config import EvalConfig
 
     return ({f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES)
-            | {"samples", "data_root", "split", "overwrite", "variant", "table"})
+            | {"samples", "data_root", "split", "overwrite", "variant", "table", "model", "num", "noise_mode",
+               "image_format", "truncation", "batch_size", "cycle"})
 
 
 _KNOWN_PARAMS: set[str] = set()

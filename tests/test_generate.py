@@ -1,0 +1,184 @@
+"""``lafitebench generate`` and caption splits: deterministic splits, per-sample seeds (batch 1 vs 7
+give identical files), atomic resumable writes (SIGKILL then resume), refusal of another run's
+folder, torchrun with 2 gloo processes writing the files of one process, and a manifest that
+``eval`` reads as it is. The model is the official-format fixture converted to the native format;
+the text encoder is a small random open_clip model with the fixture's 64-d features."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from lafitebench.cli import app
+from lafitebench.data.splits import caption_file_split, get_split
+from lafitebench.errors import InputError
+
+runner = CliRunner()
+DRIVER = Path(__file__).parent / "helpers" / "gen_driver.py"
+CLIP_NAME = "lafitebench-test-clip-64"
+CLIP_CONFIG = {"embed_dim": 64,
+               "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+CAPTIONS = [f"a photo of {w}" for w in ("a cat", "two dogs", "a red bus", "a bowl of fruit", "a snowy street",
+                                         "a kite in the sky", "a plate of pasta", "a man on a horse", "a boat",
+                                         "a giraffe", "a clock tower", "a pizza")]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, shared_dir):
+    import open_clip
+    import torch
+
+    from lafitebench import zoo
+
+    root = tmp_path_factory.mktemp("gen")
+    cfg = root / f"{CLIP_NAME}.json"
+    cfg.write_text(json.dumps(CLIP_CONFIG))
+    open_clip.add_model_config(cfg)
+    torch.manual_seed(0)
+    clip_weights = root / "clip.pt"
+    torch.save(open_clip.create_model(CLIP_NAME).state_dict(), clip_weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixture's CLIP backbone is unknown
+        model = zoo.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", root / "tiny.safetensors",
+                            variant="g")
+    prompts = root / "prompts.txt"
+    prompts.write_text("\n".join(CAPTIONS) + "\n")
+    return {"root": root, "clip_config": cfg, "clip_weights": clip_weights, "model": model, "prompts": prompts}
+
+
+def _args(env, out: Path, *extra: str) -> list[str]:
+    return ["generate", "--model", str(env["model"]), "--split", str(env["prompts"]), "--out", str(out),
+            "--clip-model", CLIP_NAME, "--clip-weights", str(env["clip_weights"]), "--device", "cpu", *extra]
+
+
+def _run(args: list[str]):
+    r = runner.invoke(app, args, catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return r
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*.png"))}
+
+
+# ------------------------------------------------------------------------------------------ splits
+
+def test_splits_are_reproducible(shared_dir):
+    a, b = get_split("coco-mini"), get_split("coco-mini")
+    assert len(a) == 100 and a.hash == b.hash and a.rows == b.rows
+    assert get_split("coco-mini", seed=1).hash != a.hash
+    five = get_split("coco-val2017-5k", captions_file=shared_dir / "assets/coco/captions_val2017.json")
+    assert len(five) == 5000 and five.hash == get_split(
+        "coco-val2017-5k", captions_file=shared_dir / "assets/coco/captions_val2017.json").hash
+    thirty = get_split("coco-val-30k", captions_file=shared_dir / "assets/coco/captions_val2017.json")
+    assert len(thirty) == 30000 and thirty.rows[5000].caption == thirty.rows[0].caption  # cycles over the images
+    assert thirty.info["cycled"]
+    soa = get_split("soa", data_root=shared_dir / "assets/soa_captions")
+    assert soa.rows[0].soa_class and "label_00_person" in soa.info["absent_classes"]
+    with pytest.raises(InputError, match="Did you mean 'coco-mini'"):
+        get_split("coco-mni")
+    with pytest.raises(InputError, match="larger than split"):
+        a.head(101)
+    assert len(a.head(150, cycle=True)) == 150 and a.head(10).hash != a.hash
+
+
+def test_caption_files(tmp_path):
+    (tmp_path / "c.jsonl").write_text('{"caption": "a cat", "seed": 5, "soa_class": "cat"}\n{"caption": "a dog"}\n')
+    s = caption_file_split(tmp_path / "c.jsonl", seed=1)
+    assert [(r.caption, r.seed, r.soa_class) for r in s.rows] == [("a cat", 5, "label_15_cat"), ("a dog", 1, None)]
+    (tmp_path / "c.csv").write_text("caption,seed\na cat,\n,3\n")
+    with pytest.raises(InputError, match="line 3: no caption"):
+        caption_file_split(tmp_path / "c.csv")
+    (tmp_path / "e.txt").write_text("\n\n")
+    with pytest.raises(InputError, match="holds no captions"):
+        caption_file_split(tmp_path / "e.txt")
+
+
+# ---------------------------------------------------------------------------------------- generate
+
+@pytest.mark.real_assets
+def test_batch_size_does_not_change_the_files(env, tmp_path):
+    _run(_args(env, tmp_path / "b7", "--batch-size", "7", "--num", "7"))
+    _run(_args(env, tmp_path / "b1", "--batch-size", "1", "--num", "7"))
+    a, b = _files(tmp_path / "b7"), _files(tmp_path / "b1")
+    assert len(a) == 7 and a == b
+    rows = [json.loads(line) for line in (tmp_path / "b7" / "manifest.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in rows] == sorted(a) and rows[2]["caption"] == CAPTIONS[2]
+    assert rows[0]["split_hash"] and rows[0]["checkpoint_sha256"] and rows[0]["seed"] == 0
+    from lafitebench.data.datasets import sample_set
+
+    s = sample_set(tmp_path / "b7", resolution=64)  # eval reads the manifest as it is
+    assert [it.caption for it in s.items] == CAPTIONS[:7]
+
+
+@pytest.mark.real_assets
+def test_finished_run_does_nothing_and_other_runs_are_refused(env, tmp_path):
+    out = tmp_path / "o"
+    _run(_args(env, out, "--num", "4"))
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    r = _run(_args(env, out, "--num", "4"))
+    assert "0 generated, 4 already there" in " ".join(r.output.split())
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix == ".png"} == {
+        k: v for k, v in before.items() if k.endswith(".png")}
+    r = runner.invoke(app, _args(env, out, "--num", "4", "--seed", "9"), catch_exceptions=False)
+    assert r.exit_code == 2 and "another run" in r.output and "--overwrite" in " ".join(r.output.split())
+    _run(_args(env, out, "--num", "4", "--seed", "9", "--overwrite"))
+    assert json.loads((out / "generate.json").read_text())["settings"]["seed"] == 9
+
+
+def test_generate_bad_input_before_work(env, tmp_path):
+    for extra, culprit in ((["--num", "50"], "--cycle"), (["--noise-mode", "loud"], "--noise-mode"),
+                           (["--format", "gif"], "--format"), (["--device", "banana"], "--device")):
+        r = runner.invoke(app, _args(env, tmp_path / "x", *extra), catch_exceptions=False)
+        assert r.exit_code == 2 and culprit in " ".join(r.output.split()) and "Traceback" not in r.output, r.output
+        assert not (tmp_path / "x").exists()
+    r = runner.invoke(app, ["generate", "--model", str(env["model"]), "--split", str(env["prompts"]), "--out",
+                            str(tmp_path / "y"), "--device", "cpu"], catch_exceptions=False)
+    assert r.exit_code == 2 and "--clip-model" in " ".join(r.output.split())  # unknown backbone: say which flag
+
+
+@pytest.mark.slow
+@pytest.mark.real_assets
+def test_resumes_after_sigkill(env, tmp_path):
+    out, full = tmp_path / "killed", tmp_path / "full"
+    args = _args(env, out, "--batch-size", "1", "--num", "12")
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    proc = subprocess.Popen([sys.executable, str(DRIVER), str(env["clip_config"]), str(tmp_path / "args.json")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while len(list(out.glob("*.png"))) < 3 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(out.glob("*.png")))
+    assert 0 < done < 12, done
+    r = _run(args)
+    flat = " ".join(r.output.split())
+    assert f"already there" in flat and not flat.startswith("0 samples")
+    _run(_args(env, full, "--num", "12"))
+    assert _files(out) == _files(full) and len(_files(out)) == 12
+
+
+@pytest.mark.slow
+@pytest.mark.real_assets
+def test_torchrun_two_processes_write_the_files_of_one(env, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    _run(_args(env, one, "--num", "9", "--batch-size", "2"))
+    torchrun = shutil.which("torchrun") or pytest.fail("torchrun not found")
+    (tmp_path / "args.json").write_text(json.dumps(_args(env, two, "--num", "9", "--batch-size", "2")))
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(DRIVER), str(env["clip_config"]),
+                        str(tmp_path / "args.json")],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert _files(one) == _files(two) and len(_files(two)) == 9
+    assert (one / "manifest.jsonl").read_text() == (two / "manifest.jsonl").read_text()
