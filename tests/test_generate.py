@@ -182,3 +182,28 @@ def test_torchrun_two_processes_write_the_files_of_one(env, tmp_path):
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     assert _files(one) == _files(two) and len(_files(two)) == 9
     assert (one / "manifest.jsonl").read_text() == (two / "manifest.jsonl").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.real_assets
+def test_eval_model_stream_equals_the_written_folder(env, tmp_path):
+    """``eval --model --stream`` (no files) gives the numbers of evaluating the written PNGs."""
+    from lafitebench.encoders.inception import save_random_inception_weights
+
+    inception = save_random_inception_weights(tmp_path / "inception.pth")
+    base = ["eval", "--model", str(env["model"]), "--split", str(env["prompts"]), "--num", "8",
+            "--text-clip-model", CLIP_NAME, "--text-clip-weights", str(env["clip_weights"]), "--reference",
+            "coco-mini:b", "--resolution", "64", "--metrics", "is,fid,kid", "--isc-splits", "2",
+            "--kid-subset-size", "4", "--inception-weights", str(inception), "--device", "cpu", "--json"]
+    written = runner.invoke(app, base + ["--samples", str(tmp_path / "gen"), "--out", str(tmp_path / "o1")],
+                            catch_exceptions=False)
+    assert written.exit_code == 0, written.output
+    assert len(list((tmp_path / "gen").glob("*.png"))) == 8 and (tmp_path / "gen" / "manifest.jsonl").is_file()
+    streamed = runner.invoke(app, base + ["--stream", "--out", str(tmp_path / "o2")], catch_exceptions=False)
+    assert streamed.exit_code == 0, streamed.output
+    a = json.loads(written.stdout)["results"]
+    b = json.loads(streamed.stdout)["results"]
+    assert [r["metric_id"] for r in a] == [r["metric_id"] for r in b] == ["is8_2splits_shuffled", "fid8_blur0",
+                                                                          "kid8_s4x100"]
+    assert [r["value"] for r in a] == [r["value"] for r in b]
+    assert json.loads(streamed.stdout)["provenance"]["inputs"]["samples"]["kind"] == "generated"

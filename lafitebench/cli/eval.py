@@ -44,19 +44,35 @@ def _default_out() -> Path:
 
 @boundary
 def eval_cmd(
-    samples: str = typer.Option(DEFAULT_SAMPLES, "--samples", metavar="DIR|NAME",
-                                help="Folder of generated images (png/jpg/webp) with an optional manifest.jsonl/.csv "
-                                     "(file, caption, soa_class), or a data set name."),
+    samples: Optional[str] = typer.Option(None, "--samples", metavar="DIR|NAME",
+                                          help="Folder of generated images (png/jpg/webp) with an optional "
+                                               "manifest.jsonl/.csv (file, caption, soa_class), or a data set name. "
+                                               f"Default: {DEFAULT_SAMPLES}; with --model, where the samples are "
+                                               "generated (default: a folder in the cache, reused next time)."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="ID|PATH",
+                                        help="Generate the samples with this model (zoo id, .safetensors or official "
+                                             ".pkl) from --split, then evaluate; a zoo model's paper row is shown beside."),
+    split: str = typer.Option("coco-mini", "--split", metavar="NAME|FILE",
+                              help="Caption split for --model (see `lafitebench generate --help`)."),
+    num: Optional[int] = typer.Option(None, "--num", min=1, help="Samples to generate with --model (default: the split)."),
+    gen_seed: int = typer.Option(0, "--gen-seed", min=0, help="Seed of the generated samples (--model)."),
+    stream: bool = typer.Option(False, "--stream", help="With --model: evaluate generated batches without writing images."),
+    text_clip_model: Optional[str] = typer.Option(None, "--text-clip-model", metavar="NAME",
+                                                  help="CLIP text encoder for --model (default: the model's backbone)."),
+    text_clip_weights: Optional[Path] = typer.Option(None, "--text-clip-weights", metavar="PATH",
+                                                     help="Local weights of --text-clip-model."),
     captions: Optional[Path] = typer.Option(None, "--captions", metavar="FILE",
                                             help="Manifest (JSONL/CSV) or one-caption-per-line .txt when it is not in the samples folder."),
-    reference: Optional[str] = typer.Option(DEFAULT_REFERENCE, "--reference", metavar="NAME|DIR",
-                                            help="Reference images: coco-mini, coco-mini:a|b, coco (with --data-root) or a folder. "
-                                                 "'none' for IS / CLIP / SOA only."),
+    reference: Optional[str] = typer.Option(None, "--reference", metavar="NAME|DIR",
+                                            help="Reference images: coco-mini, coco-mini:a|b, coco (with --data-root) or a folder; "
+                                                 "'none' for IS / CLIP / SOA only. Default: coco-mini:b, or coco-mini with "
+                                                 "--model on the coco-mini split."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="DIR",
                                              help="COCO root for --reference coco (images in val2017/ or train2017/, annotations/captions_*.json)."),
     reference_captions: Optional[Path] = typer.Option(None, "--reference-captions", metavar="FILE",
                                                       help="Caption JSON for the COCO reference when it is not under --data-root/annotations."),
-    split: Optional[str] = typer.Option(None, "--split", metavar="SPLIT", help="COCO split of the reference (val2017 or train2017)."),
+    reference_split: Optional[str] = typer.Option(None, "--reference-split", metavar="SPLIT",
+                                                  help="COCO split of the reference images (val2017 or train2017)."),
     metrics: str = typer.Option("auto", "--metrics", metavar="LIST",
                                 help="Comma-separated: fid,kid,is,clip,soa. 'auto' computes all whose inputs exist and says why the others were left out."),
     fid_blur: str = typer.Option(",".join(map(str, D.fid_blur)), "--fid-blur", metavar="LEVELS",
@@ -112,11 +128,24 @@ def eval_cmd(
         isc_splits=isc_splits, isc_shuffle=isc_order == "shuffled", seed=seed, skip_bad=skip_bad,
         use_cache=not no_cache, progress=True,
     )
+    from ..jobs.generate import GenerateConfig
+
     metric_list = "auto" if metrics.strip() == "auto" else csv_list(metrics, "--metrics")
-    ref = None if reference in (None, "", "none") else reference
-    job = run_eval(samples, ref, metrics=metric_list, captions=captions, data_root=data_root,
-                   reference_captions=reference_captions, reference_split=split, out=out or _default_out(),
-                   overwrite=overwrite, allow_outside_paths=allow_outside_paths, config=config)
+    if reference is None:
+        if model is None:
+            reference = DEFAULT_REFERENCE
+        elif split == "coco-mini":
+            reference = "coco-mini"
+        else:
+            raise InputError("with --model, pass --reference (the real images to compare with)", param="reference")
+    ref = None if reference in ("", "none") else reference
+    generation = GenerateConfig(split=split, num=num, seed=gen_seed, device=device, batch_size=batch_size,
+                                clip_model=text_clip_model, clip_weights=str(text_clip_weights) if text_clip_weights else None,
+                                data_root=str(data_root) if data_root else None)
+    job = run_eval(samples if (samples or model) else DEFAULT_SAMPLES, ref, metrics=metric_list, captions=captions,
+                   data_root=data_root, reference_captions=reference_captions, reference_split=reference_split,
+                   out=out or _default_out(), overwrite=overwrite, allow_outside_paths=allow_outside_paths,
+                   config=config, model=model, generation=generation, stream=stream)
     if distributed.is_main():
         _show(job, as_json, compare)
         for name, why in job.result.failed.items():
@@ -151,6 +180,10 @@ def _show(job, as_json: bool, compare: str | None) -> None:
     if res.per_class is not None:
         present = res.per_class[res.per_class["present"]] if "present" in res.per_class else res.per_class
         out_console.print(rich_table(present, title="SOA per class"))
+    paper = res.provenance.get("paper")
+    if paper:
+        out_console.print(rich_table(_beside_model_row(res.table, paper), title=f"beside the paper: {paper['table']}",
+                                     index=True))
     if compare:
         try:
             out_console.print(rich_table(beside_paper(res.table, compare), title=f"beside the paper ({compare})", index=True))
@@ -191,3 +224,14 @@ def _caveats(res) -> list[str]:
         out.append(f"reference statistics for blur level(s) {', '.join(map(str, hits))} came from the cache "
                    f"({res.provenance['cache']['dir']}); --no-cache recomputes them")
     return out
+
+
+def _beside_model_row(table, paper: dict):
+    """The paper's row of a zoo model and this run's values for the metrics both have."""
+    import pandas as pd
+
+    ours = dict(zip(table["metric"], table["value"]))
+    cols = [m for m in paper["metrics"] if m in ours] or list(paper["metrics"])
+    label = f"paper: {paper['row']}" + ("" if paper.get("verified") else " (unverified)")
+    return pd.DataFrame([{m: paper["metrics"][m] for m in cols}, {m: ours.get(m) for m in cols}],
+                        index=[label, "this run"])

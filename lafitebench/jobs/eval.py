@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
@@ -23,6 +23,9 @@ from ..metrics.config import EvalConfig
 from ..metrics.engine import EvalResult, evaluate
 from ..metrics.plan import AUTO
 from ..runtime import distributed
+
+if TYPE_CHECKING:
+    from .generate import GenerateConfig
 from ..reports import save_result
 
 DEFAULT_KID_SUBSET = 1000
@@ -106,6 +109,35 @@ def _mkdirs(p: Path) -> Path:
     return p
 
 
+def _model_samples(model: str, samples: Any, generation: Any, stream: bool, config: EvalConfig) -> tuple[Any, Any]:
+    """The samples of ``model`` on the generation config's split: streamed, or generated into
+    ``samples`` (default: a folder under the cache, reused by the next run), plus the paper's row
+    for a zoo model."""
+    from .generate import GenerateConfig, default_samples_dir, prepare_stream, run_generate
+
+    gen = dataclasses.replace(generation or GenerateConfig(), model=str(model), progress=config.progress)
+    paper = paper_row(str(model))
+    if stream:
+        return prepare_stream(gen, config.resolution), paper
+    folder = Path(samples) if samples is not None else default_samples_dir(gen)
+    run_generate(dataclasses.replace(gen, out=str(folder)))
+    return sample_set(folder, resolution=config.resolution), paper
+
+
+def paper_row(model: str) -> dict[str, Any] | None:
+    """The paper's numbers for a zoo model id (its manifest's first paper row), else None."""
+    from .. import zoo
+
+    if model not in zoo.MODELS:
+        return None
+    info = zoo.get_model_info(model)
+    if not info.paper:
+        return None
+    p = info.paper[0]
+    return {"model": info.id, "table": p.table, "row": p.row, "metrics": dict(p.metrics), "verified": p.verified,
+            "source": p.verified_against}
+
+
 def _readable(image_set: Any, skip_bad: bool) -> int:
     """How many images a pass will use: all, or (``skip_bad``) those whose headers read (cheap)."""
     return len(image_set.items) - (len(image_set.find_bad(quick=True)) if skip_bad else 0)
@@ -121,12 +153,13 @@ def _kid_subset(config: EvalConfig, n: int, n_ref: int) -> EvalConfig:
     return config
 
 
-def run_eval(samples: str | os.PathLike, reference: str | os.PathLike | None = None, *,
+def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | None = None, *,
              metrics: Sequence[str] | str = AUTO, captions: str | os.PathLike | None = None,
              data_root: str | os.PathLike | None = None, reference_captions: str | os.PathLike | None = None,
              reference_split: str | None = None, out: str | os.PathLike | None = None,
              overwrite: bool = False, allow_outside_paths: bool = False,
-             config: EvalConfig | None = None) -> EvalJob:
+             config: EvalConfig | None = None, model: str | None = None,
+             generation: "GenerateConfig | None" = None, stream: bool = False) -> EvalJob:
     """Evaluate a samples folder (or data set) against a reference and save CSV/JSON/Markdown to ``out``.
 
     ``metrics="auto"`` computes every metric whose inputs exist and lists each one left out with
@@ -142,13 +175,20 @@ def run_eval(samples: str | os.PathLike, reference: str | os.PathLike | None = N
     config = config or EvalConfig()
     if distributed.is_main():
         check_out(out, overwrite)
-    s = load_samples(samples, captions, config.resolution, allow_outside_paths)
+    if model is not None:
+        s, paper = _model_samples(model, samples, generation, stream, config)
+    else:
+        if samples is None:
+            raise InputError("give samples (a folder or data set name) or a model to generate them", param="samples")
+        s, paper = load_samples(samples, captions, config.resolution, allow_outside_paths), None
     r = load_reference(reference, data_root, reference_captions, config.resolution, reference_split,
                        allow_outside_paths)
     n, n_ref = _readable(s, config.skip_bad), (_readable(r, config.skip_bad) if r is not None else 0)
     config = _kid_subset(dataclasses.replace(config, metrics=metrics), n, n_ref)
     result = evaluate(s, r, config)
     result.provenance["metrics_requested"] = metrics if isinstance(metrics, str) else list(metrics)
+    if paper is not None:
+        result.provenance["paper"] = paper
     result.provenance["metrics_skipped"] = result.skipped
     files: dict[str, Path] = {}
     warnings: list[str] = []

@@ -14,6 +14,7 @@ the CLIP weights' sha256.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -295,4 +296,112 @@ def run_generate(cfg: GenerateConfig) -> GenerateJob:
                        identity=identity, seconds=time.perf_counter() - started)
 
 
-__all__ = ["GenerateConfig", "GenerateJob", "run_generate", "text_features", "IMAGE_FORMATS"]
+__all__ = ["GenerateConfig", "GenerateJob", "GeneratedSet", "run_generate", "prepare_stream", "text_features",
+           "default_samples_dir", "IMAGE_FORMATS"]
+
+
+class GeneratedSet:
+    """Samples generated on the fly, with the interface of an image set (``items``, ``loader``,
+    ``fingerprint``, ``provenance``): ``lafitebench eval --model ... --stream`` feeds generated
+    batches straight to the metric stage (edm2's generator mode) without writing files.
+
+    The images are the ones :func:`run_generate` would write (same seeds, the same official
+    quantisation, PNG is lossless), resized to the evaluation resolution exactly as a written
+    file would be decoded, so the numbers equal an evaluation of the written folder.
+    """
+
+    kind = "generated"
+    crop = "none"
+
+    def __init__(self, model: Any, split: Any, feats: torch.Tensor, cfg: GenerateConfig, identity: dict[str, Any],
+                 resolution: int) -> None:
+        from ..data.datasets import Item
+
+        self.model, self.split, self.feats, self.cfg, self.identity = model, split, feats, cfg, identity
+        self.resolution = resolution
+        self.items = [Item(path=Path(f"{r.index:06d}.{cfg.image_format}"), caption=r.caption, soa_class=r.soa_class)
+                      for r in split.rows]
+        self.name = f"{identity['model']['id'] or Path(str(identity['model']['path'])).name}:{split.id} (streamed)"
+        self.root = None
+        self.skipped: list[str] = []
+
+    def fingerprint(self) -> str:
+        """sha256 of the run identity (model checkpoint, split hash, settings)."""
+        text = json.dumps({k: self.identity[k] for k in ("model", "split", "settings", "clip")}, sort_keys=True,
+                          default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def find_bad(self, quick: bool = True) -> list[tuple[str, str]]:
+        """Generated images are never unreadable."""
+        return []
+
+    def validate(self, quick: bool = True) -> None:
+        """Nothing to check: the images do not exist yet."""
+        return None
+
+    def loader(self, batch_size: int, num_workers: int = 0, skip_bad: bool = False, shard: bool = False):
+        """Yield :class:`~lafitebench.data.batch.Batch` objects of generated uint8 images in sample order."""
+        from ..data.batch import Batch
+        from ..data.images import pil_to_tensor, resize_to
+        from ..models.sampling import generate, to_uint8
+
+        rows = self.split.rows
+        batches = [list(range(s, min(s + batch_size, len(rows)))) for s in range(0, len(rows), batch_size)]
+        if shard:
+            batches = distributed.shard_batches(batches)
+        seeds = {r.index: r.seed for r in rows}
+        for idx in batches:
+            groups = _by_seed(idx, seeds)
+            imgs = torch.cat([to_uint8(generate(self.model.G_ema, self.feats[g], s, g, truncation_psi=self.cfg.truncation,
+                                                noise_mode=self.cfg.noise_mode, force_fp32=not self.cfg.fp16))
+                              for s, g in groups]).cpu()
+            order = [i for _, g in groups for i in g]
+            if imgs.shape[-1] != self.resolution:
+                from PIL import Image
+
+                imgs = torch.stack([pil_to_tensor(resize_to(Image.fromarray(im.permute(1, 2, 0).numpy()), self.resolution))
+                                    for im in imgs])
+            yield Batch(images=imgs, files=[str(self.items[i].path) for i in order],
+                        captions=[rows[i].caption for i in order], soa_classes=[rows[i].soa_class for i in order],
+                        indices=order)
+
+    def provenance(self, fingerprint: bool = True) -> dict[str, Any]:
+        """The run identity, the number of samples and the resize policy."""
+        d = {"name": self.name, "kind": self.kind, "n": len(self.items), "resolution": self.resolution,
+             "resize": "PIL BICUBIC when the generator's resolution differs (as for files)",
+             "generation": self.identity, "skipped": []}
+        if fingerprint:
+            d["fingerprint"] = self.fingerprint()
+        return d
+
+
+def prepare_stream(cfg: GenerateConfig, resolution: int) -> GeneratedSet:
+    """Load model, split and text features for a streamed evaluation (no files are written).
+
+    Raises InputError / WeightsError / CheckpointError before any image is generated.
+    """
+    from ..data.splits import get_split
+    from ..loading import load_model
+
+    check_config(dataclasses.replace(cfg, out=cfg.out or "-"))
+    split = get_split(cfg.split, data_root=cfg.data_root, captions_file=cfg.captions_file, seed=cfg.seed)
+    split = split.head(cfg.num, cycle=cfg.cycle)
+    device = resolve_device(cfg.device)
+    model = load_model(cfg.model, device=device, networks=("G_ema",))
+    clip = _load_clip(cfg, model, device)
+    feats = text_features([r.caption for r in split.rows], split.hash, clip, cfg.batch_size)
+    if feats.shape[1] != model.f_dim:
+        raise InputError(f"CLIP {clip[2].get('model')} gives {feats.shape[1]}-d text features but model {cfg.model} "
+                         f"takes {model.f_dim}-d: use the CLIP backbone it was trained with", param="clip_model")
+    return GeneratedSet(model, split, feats, cfg, _identity(cfg, model, split, clip[2]), resolution)
+
+
+def default_samples_dir(cfg: GenerateConfig) -> Path:
+    """Where ``eval --model`` keeps generated samples when no folder is given (reused on the next run)."""
+    from ..data.splits import get_split
+
+    split = get_split(cfg.split, data_root=cfg.data_root, captions_file=cfg.captions_file, seed=cfg.seed)
+    split = split.head(cfg.num, cycle=cfg.cycle)
+    tag = hashlib.sha256(json.dumps([cfg.model, split.hash, cfg.seed, cfg.truncation, cfg.noise_mode, cfg.fp16,
+                                     cfg.clip_model, cfg.clip_weights]).encode()).hexdigest()[:12]
+    return settings.cache_dir() / "samples" / f"{Path(str(cfg.model)).stem}-{split.id.replace(':', '_')}-{tag}"
