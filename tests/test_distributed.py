@@ -35,10 +35,10 @@ def _folder(root: Path, name: str, items, resolution: int) -> Path:
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
-    """14 samples (batches of 4 split unevenly between 2 ranks) and 12 reference images."""
+    """10 samples (batches of 4 split unevenly between 2 ranks: 4+2 and 4) and 8 reference images."""
     root = tmp_path_factory.mktemp("dist")
     mini = coco_mini()
-    return _folder(root, "samples", mini.items[:14], 128), _folder(root, "reference", mini.items[14:26], 128)
+    return _folder(root, "samples", mini.items[:10], 64), _folder(root, "reference", mini.items[10:18], 64)
 
 
 def _run(tmp_path: Path, spec: dict, world: int) -> dict:
@@ -68,15 +68,15 @@ def _compare(one: dict, two: dict, exact: set[str]) -> None:
 @pytest.mark.slow
 @pytest.mark.real_assets
 def test_two_processes_equal_one_real_inception(folders, shared_dir, tmp_path):
-    config = dict(metrics=["fid", "kid", "soa"], fid_blur=[0, 1], resolution=128, batch_size=4, device="cpu",
+    config = dict(metrics=["fid", "kid", "soa"], fid_blur=[0, 1], resolution=64, batch_size=4, device="cpu",
                   inception_weights=str(shared_dir / "assets/inception/inception-2015-12-05-pool3-fidelity-layout.pth"),
-                  detector=str(shared_dir / "assets/yolo/yolov8n_int8_openvino_model"), kid_subset_size=6,
+                  detector=str(shared_dir / "assets/yolo/yolov8n_int8_openvino_model"), kid_subset_size=5,
                   kid_subsets=20, progress=False, use_cache=True)
     spec = {"samples": str(folders[0]), "reference": str(folders[1]), "config": config}
     one, two = _run(tmp_path, spec, 1), _run(tmp_path, spec, 2)
     _compare(one, two, exact={"KID", "SOA-C", "SOA-I"})
-    assert two["forwards"]["sample_forwards"] == one["forwards"]["sample_forwards"] == 2 * 14
-    assert two["forwards"]["reference_forwards"] == 2 * 12
+    assert two["forwards"]["sample_forwards"] == one["forwards"]["sample_forwards"] == 2 * 10
+    assert two["forwards"]["reference_forwards"] == 2 * 8
 
 
 @pytest.mark.slow
@@ -96,7 +96,7 @@ def test_two_processes_equal_one_is_and_clip(folders, tmp_path):
     torch.manual_seed(0)
     clip_weights = tmp_path / "clip.pt"
     torch.save(open_clip.create_model("lafitebench-dist-test-clip").state_dict(), clip_weights)
-    config = dict(metrics=["is", "clip"], resolution=128, batch_size=4, device="cpu", isc_splits=2,
+    config = dict(metrics=["is", "clip"], resolution=64, batch_size=4, device="cpu", isc_splits=2,
                   inception_weights=str(inception), clip_model="lafitebench-dist-test-clip", clip_pretrained=None,
                   clip_weights=str(clip_weights), progress=False, use_cache=False)
     spec = {"samples": str(folders[0]), "config": config, "clip_config": str(cfg_file)}

@@ -190,10 +190,16 @@ def test_eval_model_stream_equals_the_written_folder(env, tmp_path):
     """``eval --model --stream`` (no files) gives the numbers of evaluating the written PNGs."""
     from lafitebench.encoders.inception import save_random_inception_weights
 
+    from lafitebench.data.datasets import coco_mini
+
     inception = save_random_inception_weights(tmp_path / "inception.pth")
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for i, it in enumerate(coco_mini().items[:6]):
+        shutil.copy(it.path, ref / f"{i}.jpg")
     base = ["eval", "--model", str(env["model"]), "--split", str(env["prompts"]), "--num", "8",
             "--text-clip-model", CLIP_NAME, "--text-clip-weights", str(env["clip_weights"]), "--reference",
-            "coco-mini:b", "--resolution", "64", "--metrics", "is,fid,kid", "--isc-splits", "2",
+            str(ref), "--resolution", "64", "--metrics", "is,fid,kid", "--isc-splits", "2",
             "--kid-subset-size", "4", "--inception-weights", str(inception), "--device", "cpu", "--json"]
     written = runner.invoke(app, base + ["--samples", str(tmp_path / "gen"), "--out", str(tmp_path / "o1")],
                             catch_exceptions=False)
