@@ -27,7 +27,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -36,7 +35,7 @@ from torch import nn
 
 from ..encoders.clip import CLIP_BACKBONES, UNKNOWN_CLIP, clip_config  # noqa: F401 (re-exported for configs)
 from ..errors import CheckpointError, InputError
-from ..io.files import chmod_default
+from ..io.files import atomic_path
 from ..io.jsonable import to_jsonable
 from ..io.state_dict import check_state_dict
 from ..models import NETWORKS as NETWORK_CLASSES
@@ -208,23 +207,13 @@ def save_native(path: str | os.PathLike, networks: Mapping[str, nn.Module], conf
 def _atomic_save_file(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """safetensors ``save_file`` into a temporary file beside ``path``, fsync, then ``os.replace``.
 
-    (utils.atomic_write hands out a file object; safetensors writes by file name, and going
-    through bytes in memory would double the peak memory of a 256² checkpoint.)
+    (safetensors writes by file name; going through bytes in memory would double the peak memory
+    of a 256² checkpoint.)
     """
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        chmod_default(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 # ----------------------------------------------------------------------------------------------
