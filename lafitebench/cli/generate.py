@@ -43,8 +43,10 @@ def generate_cmd(
     batch_size: int = typer.Option(D.batch_size, "--batch-size", min=1),
     device: str = typer.Option(D.device, "--device", help="auto, cpu, cuda, cuda:1 ..."),
     truncation: float = typer.Option(D.truncation, "--truncation", help="Truncation psi (1 = none)."),
-    noise_mode: str = typer.Option(D.noise_mode, "--noise-mode", metavar="const|random|none",
-                                   help="Layer noise: const (official evaluation), random (seeded per sample), none."),
+    noise_mode: Optional[str] = typer.Option(None, "--noise-mode", metavar="random|const|none",
+                                             help="Layer noise: random (official FID/IS protocol, seeded per sample), "
+                                                  "const (official SOA protocol), none. Default: const for --split soa, "
+                                                  "else random."),
     fp16: bool = typer.Option(D.fp16, "--fp16", help="Half-precision synthesis layers on CUDA (the official default)."),
     image_format: str = typer.Option(D.image_format, "--format", metavar="png|jpg"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="DIR",

@@ -53,7 +53,8 @@ class GenerateConfig:
         batch_size: samples per step (results do not depend on it).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         truncation: truncation psi (1 = none).
-        noise_mode: ``const`` (the official evaluation), ``random`` (seeded per sample) or ``none``.
+        noise_mode: ``random`` (the official FID/IS protocol; seeded per sample here, so reproducible),
+            ``const`` (the official SOA protocol) or ``none``. The ``soa`` split defaults to ``const``.
         fp16: half-precision synthesis layers where the network has them (CUDA only).
         image_format: ``png`` (lossless) or ``jpg`` (quality 95).
         data_root, captions_file: inputs of COCO / SOA splits.
@@ -71,7 +72,7 @@ class GenerateConfig:
     batch_size: int = 8
     device: str = "auto"
     truncation: float = 1.0
-    noise_mode: str = "const"
+    noise_mode: str | None = None  # None: random, or const for the soa split (the official protocols)
     fp16: bool = False
     image_format: str = "png"
     data_root: str | None = None
@@ -105,10 +106,10 @@ def check_config(cfg: GenerateConfig) -> None:
     if not cfg.out:
         raise InputError("no output folder given", param="out")
     check_seed(cfg.seed)
+    if cfg.noise_mode is not None and cfg.noise_mode not in NOISE_MODES:
+        raise InputError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {cfg.noise_mode!r}", param="noise_mode")
     if isinstance(cfg.batch_size, bool) or not isinstance(cfg.batch_size, int) or cfg.batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {cfg.batch_size!r}", param="batch_size")
-    if cfg.noise_mode not in NOISE_MODES:
-        raise InputError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {cfg.noise_mode!r}", param="noise_mode")
     if cfg.image_format not in IMAGE_FORMATS:
         raise InputError(f"image_format must be png or jpg, got {cfg.image_format!r}", param="image_format")
     if not 0.0 <= float(cfg.truncation) <= 2.0:
@@ -242,6 +243,13 @@ def _by_seed(indices: list[int], seeds: dict[int, int]) -> list[tuple[int, list[
     return list(groups.items())
 
 
+def resolve_noise_mode(cfg: GenerateConfig) -> GenerateConfig:
+    """``noise_mode`` None → the official protocol's: const for the SOA split, random otherwise."""
+    if cfg.noise_mode is not None:
+        return cfg
+    return dataclasses.replace(cfg, noise_mode="const" if str(cfg.split) == "soa" else "random")
+
+
 def run_generate(cfg: GenerateConfig) -> GenerateJob:
     """Generate ``cfg.split`` with ``cfg.model`` into ``cfg.out`` (see the module docstring).
 
@@ -255,6 +263,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateJob:
 
     started = time.perf_counter()
     check_config(cfg)
+    cfg = resolve_noise_mode(cfg)
     split = get_split(cfg.split, data_root=cfg.data_root, captions_file=cfg.captions_file, seed=cfg.seed)
     split = split.head(cfg.num, cycle=cfg.cycle)
     device = resolve_device(cfg.device)
@@ -384,6 +393,7 @@ def prepare_stream(cfg: GenerateConfig, resolution: int) -> GeneratedSet:
     from ..loading import load_model
 
     check_config(dataclasses.replace(cfg, out=cfg.out or "-"))
+    cfg = resolve_noise_mode(cfg)
     split = get_split(cfg.split, data_root=cfg.data_root, captions_file=cfg.captions_file, seed=cfg.seed)
     split = split.head(cfg.num, cycle=cfg.cycle)
     device = resolve_device(cfg.device)
@@ -402,6 +412,7 @@ def default_samples_dir(cfg: GenerateConfig) -> Path:
 
     split = get_split(cfg.split, data_root=cfg.data_root, captions_file=cfg.captions_file, seed=cfg.seed)
     split = split.head(cfg.num, cycle=cfg.cycle)
-    tag = hashlib.sha256(json.dumps([cfg.model, split.hash, cfg.seed, cfg.truncation, cfg.noise_mode, cfg.fp16,
+    tag = hashlib.sha256(json.dumps([cfg.model, split.hash, cfg.seed, cfg.truncation, resolve_noise_mode(cfg).noise_mode,
+                                     cfg.fp16,
                                      cfg.clip_model, cfg.clip_weights]).encode()).hexdigest()[:12]
     return settings.cache_dir() / "samples" / f"{Path(str(cfg.model)).stem}-{split.id.replace(':', '_')}-{tag}"
