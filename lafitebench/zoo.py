@@ -186,8 +186,8 @@ def load_manifest(path: str | os.PathLike) -> ModelInfo:
     path = Path(path)
     try:
         data = tomllib.loads(read_text(path, "zoo manifest"))
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"zoo manifest {path} is not valid TOML: {e}") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as e:
+        raise InputError(f"zoo manifest {path} is not valid TOML: {e or 'nested too deeply'}") from None
     m = _Manifest(path, data)
     m.check_keys(_TOP_KEYS)
     version = m.get("schema_version", int)

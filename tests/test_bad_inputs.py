@@ -382,3 +382,42 @@ def test_every_error_is_a_lafitebench_error():
     for cls in (InputError, CheckpointError):
         assert issubclass(cls, LafitebenchError)
     assert sys.version_info >= (3, 10)
+
+
+# ------------------------------------------------------------------ 11. more of the same classes
+
+def test_report_out_is_a_file(tmp_path):
+    f = tmp_path / "taken"
+    f.write_text("x")
+    _fails(["report", "--table", "lang_free", "--out", str(f)], "taken")
+    assert f.read_text() == "x"
+
+
+def test_eval_seed_beyond_numpy_range(tmp_path, folders, inception):
+    _fails(_eval_args(folders, inception, "--seed", str(2**33), "--out", str(tmp_path / "o")), "--seed",
+           no_files_in=tmp_path / "o")
+
+
+def test_nul_in_a_command_line_path(tmp_path):
+    _fails(["report", "res\x00ults.json"], "null byte")
+
+
+def test_native_config_of_the_wrong_types(tmp_path):
+    from lafitebench.loading import load_model
+
+    cfg = {"format": "lafitebench-native", "format_version": 1, "variant": "g", "resolution": 8,
+           "clip": {"name": "x"}, "provenance": {"converter": "t"},
+           "networks": {"G_ema": {"class": "Generator", "init_kwargs": "z_dim=8"}}}
+    path = _safetensors(tmp_path / "m.safetensors", {"__metadata__": {"lafitebench_config": json.dumps(cfg)},
+                                                      "G_ema.w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
+                        b"\0" * 4)
+    with pytest.raises(CheckpointError, match="init_kwargs"):
+        load_model(path)
+
+
+def test_detector_that_is_a_plain_state_dict(tmp_path):
+    f = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(2)}, f)
+    d = _soa_samples(tmp_path)
+    _fails(["eval", "--samples", str(d), "--reference", "none", "--metrics", "soa", "--detector", str(f),
+            "--out", str(tmp_path / "o")], "weights.pt", no_files_in=tmp_path / "o")

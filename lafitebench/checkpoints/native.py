@@ -106,6 +106,8 @@ def validate_config(config: Mapping, *, where: str = "config") -> None:
         for sub in ("class", "init_kwargs"):
             if not isinstance(spec, Mapping) or sub not in spec:
                 raise CheckpointError(f"{where}: missing config field 'networks.{name}.{sub}'")
+        if not isinstance(spec["class"], str) or not isinstance(spec["init_kwargs"], Mapping):
+            raise CheckpointError(f"{where}: 'networks.{name}' needs a string 'class' and an object 'init_kwargs'")
         if spec["class"] not in NETWORK_CLASSES:
             raise CheckpointError(
                 f"{where}: 'networks.{name}.class' is {spec['class']!r}; known: {NETWORK_CLASSES.names()}"
@@ -113,6 +115,8 @@ def validate_config(config: Mapping, *, where: str = "config") -> None:
     for key in _REQUIRED_GENERATOR_KWARGS:
         if key not in networks["G_ema"]["init_kwargs"]:
             raise CheckpointError(f"{where}: missing config field 'networks.G_ema.init_kwargs.{key}'")
+    if not isinstance(config["clip"], Mapping) or not isinstance(config["provenance"], Mapping):
+        raise CheckpointError(f"{where}: config fields 'clip' and 'provenance' must be objects")
     res = networks["G_ema"]["init_kwargs"]["img_resolution"]
     if config["resolution"] != res:
         raise CheckpointError(

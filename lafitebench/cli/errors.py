@@ -116,6 +116,14 @@ def boundary(fn: F) -> F:
                 return fn(*args, **kwargs)
         except LafitebenchError as e:
             fail(e)
+        except OSError as e:  # the environment refused a read or write: a file in the way, read-only, disk full
+            where = e.filename if e.filename is not None else "a file"
+            fail(LafitebenchError(f"cannot use {where}: {e.strerror or e}; check the path and its permissions, "
+                                  "and that the disk has room"))
+        except ValueError as e:
+            if "null byte" not in str(e):
+                raise
+            fail(LafitebenchError("a path given on the command line contains a NUL character"))
         except KeyboardInterrupt:
             err_console.print("interrupted: finished reference statistics stay in the cache and no result file is "
                               "half-written; run the same command again to continue")

@@ -121,12 +121,12 @@ class Detector:
             _check_pt_safe(path)
         try:
             self.model = yolo_cls(str(path), task="detect")
-        except (TypeError, RuntimeError, ValueError, ModuleNotFoundError, ImportError, FileNotFoundError) as exc:
+        except Exception as exc:  # a broken or foreign model file fails in many ways inside ultralytics
             raise WeightsError(
-                f"could not load detector {path}: {exc}. Use an official ultralytics COCO detector "
-                "(e.g. yolov8n.pt) or an exported model folder"
-            ) from exc
-        names = self.model.names
+                f"could not load detector {path}: {type(exc).__name__}: {str(exc)[:200]}. Use an official ultralytics "
+                "COCO detector (e.g. yolov8n.pt) or an exported model folder", param="detector"
+            ) from None
+        names = getattr(self.model, "names", None) or {}
         got = tuple(names[i] for i in sorted(names)) if isinstance(names, dict) else tuple(names)
         if got != COCO80_NAMES:
             raise WeightsError(

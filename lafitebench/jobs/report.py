@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io.files import atomic_write
+from ..io.files import write_file_set
 from ..reports import beside_paper, load_result, paper_wide, to_markdown
 
 
@@ -34,10 +34,7 @@ def run_report(result: str | os.PathLike | None, table: str, *, label: str = "th
         df = beside_paper(res, table, label=label)
     files: dict[str, Path] = {}
     if out is not None:
-        out = Path(out)
-        with atomic_write(out / "report.csv", "w") as f:
-            df.to_csv(f, index_label="model")
-        with atomic_write(out / "report.md", "w") as f:
-            f.write(to_markdown(df, index=True))
-        files = {"csv": out / "report.csv", "md": out / "report.md"}
+        written = write_file_set(out, {"report.csv": df.to_csv(index_label="model").encode(),
+                                       "report.md": to_markdown(df, index=True).encode()}, overwrite=True)
+        files = {"csv": written["report.csv"], "md": written["report.md"]}
     return ReportJob(table=df, files=files)

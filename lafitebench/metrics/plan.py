@@ -92,6 +92,8 @@ def validate_options(config: EvalConfig) -> None:
                           ("kid_subset_size", 2), ("isc_splits", 1)):
         _positive_int(config, name, minimum)
     check_seed(config.seed)
+    if config.seed >= 2**32:  # the IS shuffle and KID subsets use numpy.random.RandomState(seed)
+        raise InputError(f"seed must be below 2**32 for the IS shuffle and KID subsets, got {config.seed}", param="seed")
     check_detector_conf(config.detector_conf)
     raw = [config.fid_blur] if isinstance(config.fid_blur, int) else list(config.fid_blur or [])
     if not raw:

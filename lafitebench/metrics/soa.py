@@ -117,6 +117,21 @@ def _targets(batch: Batch) -> list[int]:
     return [soa_class(c).index for c in classes[:n]]
 
 
+_DETECTORS: dict[tuple[str, float, str], Detector] = {}
+
+
+def _loaded_detector(config: Any) -> Detector:
+    """The detector of ``config`` (built once per spec, threshold and device in this process)."""
+    conf = getattr(config, "detector_conf", None)
+    conf = DEFAULT_DETECTOR_CONF if conf is None else float(conf)
+    device = str(resolve_device(getattr(config, "device", "cpu")))
+    key = (str(config.detector), conf, device)
+    if key not in _DETECTORS:
+        _DETECTORS.clear()  # one detector at a time
+        _DETECTORS[key] = Detector(config.detector, conf=conf, device=device)
+    return _DETECTORS[key]
+
+
 class SoaMetric(Metric):
     """Streams images with their SOA class through a detector; ``compute()`` gives SOA-C/SOA-I.
 
@@ -162,12 +177,12 @@ class SoaMetric(Metric):
             soa_class(it.soa_class)
         check_detector_conf(getattr(config, "detector_conf", DEFAULT_DETECTOR_CONF))
         resolve_detector(config.detector)
+        _loaded_detector(config)  # builds it: a file that is not a COCO detector fails here, before any pass
 
     @property
     def detector(self) -> Detector:
         if self._detector is None:
-            device = resolve_device(getattr(self.config, "device", "cpu"))
-            self._detector = Detector(self.detector_spec, conf=self.conf, device=device)
+            self._detector = _loaded_detector(self.config)
         return self._detector
 
     def update(self, batch: Batch) -> None:
