@@ -125,8 +125,8 @@ def boundary(fn: F) -> F:
                 raise
             fail(LafitebenchError("a path given on the command line contains a NUL character"))
         except KeyboardInterrupt:
-            err_console.print("interrupted: finished reference statistics stay in the cache and no result file is "
-                              "half-written; run the same command again to continue")
+            err_console.print("interrupted: finished work is kept (reference statistics in the cache, generated "
+                              "images in --out) and nothing is half-written; run the same command again to continue")
             raise typer.Exit(code=130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
