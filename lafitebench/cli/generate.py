@@ -34,8 +34,9 @@ Examples:
 def generate_cmd(
     model: str = typer.Option(..., "--model", metavar="ID|PATH", help="Zoo id, native .safetensors or official .pkl."),
     split: str = typer.Option(D.split, "--split", metavar="NAME|FILE",
-                              help="coco-mini, coco-val-30k, coco-val-30k-captions, coco-val2017-5k, soa, or a caption "
-                                   "file (.txt one per line, .csv/.jsonl with a caption column)."),
+                              help="coco-mini, coco-val-30k, coco-val-30k-captions, coco-val2017-5k, soa, cub-test, "
+                                   "ln-coco-test, mm-celeba-hq-test, or a caption file (.txt one per line, .csv/.jsonl "
+                                   "with a caption column)."),
     out: Path = typer.Option(..., "--out", metavar="DIR", help="Output folder."),
     num: Optional[int] = typer.Option(D.num, "--num", min=1, help="Number of samples (default: the whole split)."),
     cycle: bool = typer.Option(D.cycle, "--cycle", help="Repeat the split to reach --num."),

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 COCO_MINI_DIR = Path(__file__).resolve().parent / "coco_mini"
-COCO_SPLITS = ("val2017", "train2017")
+COCO_SPLITS = ("val2017", "train2017", "val2014", "train2014")
 FINGERPRINT_VERSION = "lafitebench-imageset-v1"
 _MAX_NAMED = 10
 
@@ -508,6 +508,15 @@ def _mini_factory(half: str | None, name: str) -> DatasetFactory:
 DATASETS.register("coco-mini", _mini_factory(None, "coco-mini"))
 DATASETS.register("coco-mini:a", _mini_factory("a", "coco-mini:a"))
 DATASETS.register("coco-mini:b", _mini_factory("b", "coco-mini:b"))
+
+
+def _register_readers() -> None:
+    from . import readers
+
+    readers.register(DATASETS)
+
+
+_register_readers()
 
 
 @DATASETS.register("coco")

@@ -15,6 +15,8 @@ Registered splits (:data:`SPLITS`; unknown names get a did-you-mean):
 - ``coco-val2017-5k``: the 5,000 val2017 images, one caption each (``captions_val2017.json``).
 - ``soa``: the 80 SOA class lists (``data_root`` = the folder of ``label_XX_name.pkl``): 3 images
   per caption, 30,000 sampled ``person`` captions × 1; absent class files are listed in ``info``.
+- ``cub-test``, ``ln-coco-test`` (30,000) and ``mm-celeba-hq-test`` (6,000): the data set's test
+  images in order (:mod:`lafitebench.data.readers`), one seeded caption each, cycling.
 
 Any other name is a caption file: ``.txt`` (one caption per line), ``.csv`` / ``.jsonl`` with a
 ``caption`` column and optional ``seed`` and ``soa_class`` columns.
@@ -188,6 +190,24 @@ def soa_caption_split(data_root: Any = None, captions_file: Any = None, seed: in
                                             "protocol": "3 images per caption; 30,000 person captions x 1"})
 
 
+def _dataset_split(split_id: str, dataset: str, dataset_split: str, total: int | None) -> "SplitFactory":
+    """A split over a data set's test images in order: one seeded caption per image, cycling to ``total``."""
+    def make(data_root: Any = None, captions_file: Any = None, seed: int = 0) -> CaptionSplit:
+        from .datasets import get_dataset
+
+        images = get_dataset(dataset, data_root=data_root, split=dataset_split, captions_file=captions_file)
+        rng = np.random.default_rng(seed)
+        picks = [it.captions[int(rng.integers(len(it.captions)))] for it in images.items]
+        n = total or len(picks)
+        rows = [SplitRow(k, picks[k % len(picks)], seed, None, str(images.items[k % len(picks)].path.name))
+                for k in range(n)]
+        return CaptionSplit(split_id, rows, info={"dataset": images.name, "images": len(picks), "cycled": n > len(picks),
+                                                   "draw": f"one caption per image, numpy default_rng({seed})"})
+    make.__doc__ = f"{split_id}: the {dataset} {dataset_split} images, one seeded caption each" + (
+        f", cycling to {total}." if total else ".")
+    return make
+
+
 SplitFactory = Callable[..., CaptionSplit]
 SPLITS: Registry[SplitFactory] = Registry("caption split")
 SPLITS.register("coco-mini", coco_mini_split)
@@ -195,6 +215,9 @@ SPLITS.register("coco-val-30k", coco_val_30k)
 SPLITS.register("coco-val-30k-captions", coco_val_30k_captions)
 SPLITS.register("coco-val2017-5k", coco_val2017_5k)
 SPLITS.register("soa", soa_caption_split)
+SPLITS.register("cub-test", _dataset_split("cub-test", "cub", "test", COCO_FID_SAMPLES))
+SPLITS.register("ln-coco-test", _dataset_split("ln-coco-test", "ln-coco", "val2017", COCO_FID_SAMPLES))
+SPLITS.register("mm-celeba-hq-test", _dataset_split("mm-celeba-hq-test", "mm-celeba-hq", "test", 6000))
 
 
 # --- caption files ---------------------------------------------------------------------------------
