@@ -344,6 +344,7 @@ def test_manifest_outside_paths_allowed_explicitly(tmp_path):
     (["--metrics", "fdi"], "fid"),
     (["--isc-order", "random"], "--isc-order"),
     (["--detector-conf", "1"], "--detector-conf"),
+    (["--protocol", "stylegan"], "--protocol"),
 ])
 def test_options_before_work(tmp_path, folders, inception, monkeypatch, extra, culprit):
     from lafitebench.encoders.inception import InceptionExtractor

@@ -323,3 +323,23 @@ def test_other_accumulators_get_every_batch(monkeypatch, dirs, weights, no_forwa
     assert t.loc["dummy_a", "value"] == N and t.loc["dummy_b", "value"] == expected
     assert list(r.per_class.c) == [1] and r.provenance["metric_details"]["dummy"]["extra"] == 3
     assert "inception" not in r.provenance  # no Inception metric requested: network not loaded
+
+
+def test_lafite_official_protocol_divides_the_covariance_by_n(weights, dirs):
+    """--protocol lafite-official: FID from covariances divided by N (StyleGAN2-ADA FeatureStats),
+    checked against the closed form from the features; recorded in the id and provenance."""
+    from lafitebench.metrics.config import apply_protocol
+    from lafitebench.metrics.fid import FidStats, fid_from_stats
+
+    a, b = _sets(dirs)
+    ex = TinyExtractor()
+    cfg = apply_protocol(_cfg(weights, metrics=["fid"]), "lafite-official")
+    r = evaluate(a, b, cfg, extractor=ex)
+    fa = torch.cat([ex(bt.images).pool3 for bt in a.loader(12)]).double().numpy()
+    fb = torch.cat([ex(bt.images).pool3 for bt in b.loader(12)]).double().numpy()
+    pop = [FidStats(mu=f.mean(0), sigma=np.cov(f, rowvar=False, bias=True), n=len(f)) for f in (fa, fb)]
+    assert _rel(_value(r, "FID-0"), fid_from_stats(*pop)) < 1e-9
+    unbiased = evaluate(a, b, _cfg(weights, metrics=["fid"]), extractor=ex)
+    assert _value(r, "FID-0") != _value(unbiased, "FID-0")
+    assert r.table.metric_id[0].endswith("_popcov") and r.provenance["protocol"]["name"] == "lafite-official"
+    assert not r.provenance["config"]["isc_shuffle"]

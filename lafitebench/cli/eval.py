@@ -82,6 +82,10 @@ def eval_cmd(
     resolution: int = typer.Option(D.resolution, "--resolution", min=8, help="Evaluation resolution (images of other sizes are resized, bicubic)."),
     inception_weights: Optional[str] = typer.Option(D.inception_weights, "--inception-weights", metavar="PATH|NAME",
                                                     help="Inception file (torch-fidelity layout); default: the 2015-12-05 network, downloaded once."),
+    protocol: str = typer.Option(D.protocol, "--protocol", metavar="torch-fidelity|lafite-official",
+                                 help="Named protocol: torch-fidelity (default) or lafite-official (covariance / N, IS "
+                                      "splits in generation order; use the training set as --reference and "
+                                      "--split coco-val-30k, as the official evaluation does). Overrides --isc-order."),
     fid_trace: str = typer.Option(D.fid_trace, "--fid-trace", metavar="eigh|eigvals",
                                   help="FID trace term: eigh (exact symmetric form, fast) or eigvals (torch-fidelity's formula, bit-for-bit)."),
     exact_layout: bool = typer.Option(not D.inception_channels_last, "--exact-layout/--channels-last",
@@ -130,6 +134,9 @@ def eval_cmd(
     )
     from ..jobs.generate import GenerateConfig
 
+    from ..metrics.config import apply_protocol
+
+    config = apply_protocol(config, protocol)
     metric_list = "auto" if metrics.strip() == "auto" else csv_list(metrics, "--metrics")
     if reference is None:
         if model is None:

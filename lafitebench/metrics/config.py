@@ -26,6 +26,9 @@ class EvalConfig:
         fid_trace: how FID's ``Tr((S1 S2)^½)`` is computed: ``eigh`` (symmetric form with the
             reference factor cached; exact) or ``eigvals`` (torch-fidelity's formula, bit-for-bit);
             see :func:`lafitebench.metrics.fid.fid_from_stats`.
+        fid_covariance: ``unbiased`` (divide by N-1, torch-fidelity / pytorch-fid) or ``population``
+            (divide by N, StyleGAN2-ADA's ``FeatureStats`` as the official LAFITE evaluation does).
+        protocol: the name of the protocol preset the options came from (:data:`PROTOCOLS`; recorded).
         clip_model, clip_pretrained, clip_weights: CLIP scorer (see clip_score).
         detector, detector_conf: SOA detector name/path and confidence threshold.
         kid_subset_size, kid_subsets: KID protocol (torch-fidelity defaults 1000 x 100).
@@ -47,6 +50,8 @@ class EvalConfig:
     inception_weights: str | None = None
     inception_channels_last: bool = True
     fid_trace: str = "eigh"
+    fid_covariance: str = "unbiased"
+    protocol: str = "torch-fidelity"
     clip_model: str = "ViT-B-32"
     clip_pretrained: str | None = "openai"
     clip_weights: str | None = None
@@ -60,3 +65,26 @@ class EvalConfig:
     skip_bad: bool = False
     use_cache: bool = True
     progress: bool = True
+
+
+#: Named protocols: the options each sets, and what else it asks of the user (recorded in results).
+PROTOCOLS: dict[str, dict] = {
+    "torch-fidelity": {"options": {}, "notes": "torch-fidelity's definitions (the default)"},
+    "lafite-official": {
+        "options": {"fid_covariance": "population", "isc_shuffle": False, "protocol": "lafite-official"},
+        "notes": ("the official LAFITE / StyleGAN2-ADA evaluation: covariance divided by N, IS splits in generation "
+                  "order; its reference set is the TRAINING set (--reference) and its samples are 30,000 images "
+                  "from the test captions in order (6,000 for MM-CelebA-HQ): --split coco-val-30k"),
+    },
+}
+
+
+def apply_protocol(config: "EvalConfig", name: str) -> "EvalConfig":
+    """``config`` with the options of protocol ``name``. Raises InputError for an unknown name."""
+    import dataclasses
+
+    from ..errors import InputError
+
+    if name not in PROTOCOLS:
+        raise InputError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}", param="protocol")
+    return dataclasses.replace(config, **{"protocol": name, **PROTOCOLS[name]["options"]})

@@ -80,6 +80,9 @@ class FeatureMoments:
         return moments_to_stats(self.sum.numpy(), self.sum_outer.numpy(), self.n)
 
 
+FID_COVARIANCES = ("unbiased", "population")
+
+
 def moments_to_stats(sum_: np.ndarray, sum_outer: np.ndarray, n: int) -> FidStats:
     """Turn float64 sums into FID statistics with the unbiased (N-1) covariance of ``np.cov``.
 
@@ -92,6 +95,15 @@ def moments_to_stats(sum_: np.ndarray, sum_outer: np.ndarray, n: int) -> FidStat
     sigma = (np.asarray(sum_outer, dtype=np.float64) - n * np.outer(mu, mu)) / (n - 1)
     sigma = (sigma + sigma.T) / 2  # exact symmetry; the update is symmetric up to rounding
     return FidStats(mu=mu, sigma=sigma, n=int(n))
+
+
+def to_population(stats: FidStats, factor: np.ndarray | None = None) -> tuple[FidStats, np.ndarray | None]:
+    """The same statistics with the covariance divided by N instead of N-1 (StyleGAN2-ADA's
+    ``FeatureStats``, which the official LAFITE evaluation uses): ``Σ·(N-1)/N``, and its square-root
+    factor scaled by ``sqrt((N-1)/N)``."""
+    scale = (stats.n - 1) / stats.n
+    return (FidStats(mu=stats.mu, sigma=stats.sigma * scale, n=stats.n),
+            None if factor is None else factor * np.sqrt(scale))
 
 
 def features_to_stats(features: torch.Tensor | np.ndarray) -> FidStats:
@@ -218,6 +230,9 @@ class FidMetric(Metric):
         if len(samples.items) < 2 or n_ref < 2:
             raise InputError(f"FID needs at least 2 images in each set (samples: {len(samples.items)}, "
                              f"reference: {n_ref})")
+        if getattr(config, "fid_covariance", "unbiased") not in FID_COVARIANCES:
+            raise InputError(f"fid_covariance must be one of {', '.join(FID_COVARIANCES)}, got "
+                             f"{config.fid_covariance!r}", param="fid_covariance")
         if config.fid_trace not in FID_TRACE_METHODS:
             raise InputError(f"fid_trace must be one of {', '.join(FID_TRACE_METHODS)}, got {config.fid_trace!r}",
                              param="fid_trace")
@@ -225,6 +240,14 @@ class FidMetric(Metric):
     @classmethod
     def sample_features(cls, config: Any) -> set:
         return {("pool3", k) for k in _fid_levels(config)}
+
+    def _pair(self, level: int) -> tuple[FidStats, FidStats, np.ndarray | None]:
+        """Samples' and reference statistics at ``level`` under the configured covariance."""
+        st, r = self.stats(level), self.reference.levels[level]
+        if getattr(self.config, "fid_covariance", "unbiased") == "population":
+            ref, factor = to_population(r.stats, r.factor)
+            return to_population(st)[0], ref, factor
+        return st, r.stats, r.factor
 
     @classmethod
     def reference_features(cls, config: Any) -> set:
@@ -250,13 +273,16 @@ class FidMetric(Metric):
 
         cfg, ref = self.config, self.reference
         rows, values = [], {}
+        population = getattr(cfg, "fid_covariance", "unbiased") == "population"
         for k in self.levels:
-            st = self.stats(k)
-            r = ref.levels[k]
-            value = fid_from_stats(st, r.stats, method=cfg.fid_trace, factor_b=r.factor)
+            st, ref_st, factor = self._pair(k)
+            value = fid_from_stats(st, ref_st, method=cfg.fid_trace, factor_b=factor)
             name = f"FID-{k}" if (k == 0 or cfg.blur_preset == "lafite") else f"FID-{k} ({cfg.blur_preset})"
-            rows.append(MetricRow(fid_metric_id(st.n, k, cfg.blur_preset), name, value, n=st.n, higher_is_better=False,
+            cov = "covariance /N (StyleGAN2-ADA FeatureStats)" if population else "covariance /(N-1) (torch-fidelity)"
+            rows.append(MetricRow(fid_metric_id(st.n, k, cfg.blur_preset) + ("_popcov" if population else ""), name,
+                                  value, n=st.n, higher_is_better=False,
                                   notes=f"{describe_level(cfg.blur_preset, k)}; reference {ref.name} ({ref.n} images); "
-                                        f"{self.context.get('inception_tag', 'Inception')} pool3"))
+                                        f"{self.context.get('inception_tag', 'Inception')} pool3; {cov}"))
             values[k] = value
-        return MetricOutput(rows=rows, details={"values": values, "trace": cfg.fid_trace})
+        return MetricOutput(rows=rows, details={"values": values, "trace": cfg.fid_trace,
+                                                "covariance": "population" if population else "unbiased"})

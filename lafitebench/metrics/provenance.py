@@ -110,6 +110,14 @@ def _inception(rec: RunRecord, prov: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _protocol(config: Any) -> dict[str, Any]:
+    from .config import PROTOCOLS
+
+    name = getattr(config, "protocol", "torch-fidelity")
+    return {"name": name, "notes": PROTOCOLS.get(name, {}).get("notes"),
+            "fid_covariance": getattr(config, "fid_covariance", "unbiased")}
+
+
 def build_provenance(rec: RunRecord) -> dict[str, Any]:
     """The provenance dict of a result (JSON-able)."""
     from .. import __version__
@@ -124,6 +132,7 @@ def build_provenance(rec: RunRecord) -> dict[str, Any]:
         "platform": {"machine": platform.machine(), "system": platform.system(),
                      "torch_threads": torch.get_num_threads()},
         "distributed": dist.describe(),
+        "protocol": _protocol(rec.config),
         "timing": {k: round(v, 3) for k, v in rec.timing.items()},
     }
     if rec.reference is not None:
