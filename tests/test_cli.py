@@ -107,6 +107,9 @@ def test_eval_auto_with_real_pool3_weights(sets, shared_dir, tmp_path):
                             "--inception-weights", str(w), "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
     assert "FID-0" in r.stdout and "KID" in r.stdout
+    flat = " ".join(r.stdout.split())
+    assert "samples:" in flat and "(6 images) vs reference:" in flat  # what was compared, above the table
+    assert "small-sample bias" in flat and "all the same set" in flat  # N = 6: FID bias, degenerate KID flagged
     assert "left out is" in r.stdout and "classifier" in r.stdout
     assert "left out clip" in r.stdout and "ViT-B-32.pt" in r.stdout
     assert "left out soa" in r.stdout

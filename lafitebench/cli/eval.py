@@ -179,7 +179,10 @@ def _show(job, as_json: bool, compare: str | None) -> None:
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         return
     out_console.print(_compared(res.provenance))
-    out_console.print(rich_table(res.table[["metric_id", "metric", "value", "std", "n"]], title="lafitebench eval"))
+    shown = res.table[["metric_id", "metric", "value", "std", "n"]].copy()
+    degenerate = _degenerate_kid(res)
+    shown.loc[shown.metric_id.isin(degenerate), "std"] = float("nan")  # every subset is the same set: no spread
+    out_console.print(rich_table(shown, title="lafitebench eval"))
     for line in _caveats(res):
         out_console.print(f"[cyan]note[/] {line}")
     for name, why in job.skipped.items():
@@ -210,6 +213,14 @@ def _compared(prov: dict) -> str:
     return text + f", at {prov['config']['resolution']}²"
 
 
+def _degenerate_kid(res) -> list[str]:
+    """KID rows whose subsets are the whole sets (subset size >= N): their std is meaningless."""
+    cfg = res.provenance["config"]
+    n_ref = res.provenance["inputs"].get("reference", {}).get("n_used", 0)
+    return [i for i, n in zip(res.table.metric_id, res.table.n)
+            if str(i).startswith("kid") and cfg["kid_subset_size"] >= min(int(n), n_ref or int(n))]
+
+
 def _caveats(res) -> list[str]:
     """What a reader of the table must know: small-N FID bias, degenerate KID subsets, cache reuse."""
     out = []
@@ -220,12 +231,9 @@ def _caveats(res) -> list[str]:
         out.append(f"FID at N = {n} is dominated by its small-sample bias (it falls as N grows; the paper uses "
                    "30,000 samples): compare FIDs only at equal N")
     cfg = res.provenance["config"]
-    for i in (i for i in t.index if i.startswith("kid")):
-        n = int(t.loc[i, "n"])
-        n_ref = res.provenance["inputs"].get("reference", {}).get("n_used", 0)
-        if cfg["kid_subset_size"] >= min(n, n_ref or n):
-            out.append(f"KID subsets of {cfg['kid_subset_size']} from {n} images are all the same set: its std "
-                       "says nothing about precision (use more images)")
+    for i in _degenerate_kid(res):
+        out.append(f"KID subsets of {cfg['kid_subset_size']} from {int(t.loc[i, 'n'])} images are all the same set: "
+                   "no std is shown, it would say nothing about precision (use more images)")
     hits = res.provenance.get("cache", {}).get("hits", [])
     if hits:
         out.append(f"reference statistics for blur level(s) {', '.join(map(str, hits))} came from the cache "
