@@ -164,7 +164,7 @@ def test_resumes_after_sigkill(env, tmp_path):
     assert 0 < done < 12, done
     r = _run(args)
     flat = " ".join(r.output.split())
-    assert f"already there" in flat and not flat.startswith("0 samples")
+    assert "already there" in flat and not flat.startswith("0 samples")
     _run(_args(env, full, "--num", "12"))
     assert _files(out) == _files(full) and len(_files(out)) == 12
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import io
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping

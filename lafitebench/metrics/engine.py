@@ -40,6 +40,10 @@ from .reference import ReferenceStats, reference_statistics
 from .registry import METRICS  # noqa: F401
 
 
+__all__ = ["EvalConfig", "EvalResult", "METRICS", "PAPER_BLUR_LEVELS", "evaluate", "reference_statistics",
+           "count_tag", "fid_metric_id", "is_metric_id", "kid_metric_id"]
+
+
 @dataclass
 class EvalResult:
     """``table``: one row per metric (metric_id, metric, value, std, n, higher_is_better, notes);
