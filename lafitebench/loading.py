@@ -10,6 +10,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
+from lafitebench.encoders.clip import UNKNOWN_CLIP, clip_config
 from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError, WeightsError
 from lafitebench.io.files import looks_like_path, sha256_file
@@ -197,8 +198,8 @@ def _load_native(path: Path, device, *, clip_backbone, variant, networks) -> Loa
     nets, cfg = native.load_native(path, device=device, networks=networks)
     clip = dict(cfg["clip"])
     if clip_backbone is not None:
-        given = native.clip_config(clip_backbone)
-        if clip["name"] == native.UNKNOWN_CLIP:
+        given = clip_config(clip_backbone)
+        if clip["name"] == UNKNOWN_CLIP:
             clip = given
         elif given["name"] != clip["name"]:
             raise InputError(
@@ -207,7 +208,7 @@ def _load_native(path: Path, device, *, clip_backbone, variant, networks) -> Loa
             )
     if variant is not None and variant != cfg["variant"]:
         raise InputError(f"variant {variant!r} disagrees with {cfg['variant']!r} recorded in {path}")
-    if clip["name"] == native.UNKNOWN_CLIP:
+    if clip["name"] == UNKNOWN_CLIP:
         _warn_unknown_clip(path)
     prov = cfg["provenance"]
     meta = {
@@ -228,7 +229,7 @@ def _load_official(path: Path, device, *, clip_backbone, variant, networks) -> L
         raise InputError(f"an official snapshot holds {list(official.NETWORK_KEYS)}; cannot load {bad}")
     nets = official.build_from_official(path, device=device,
                                         **({} if networks is None else {"networks": tuple(networks)}))
-    clip = native.clip_config(clip_backbone)
+    clip = clip_config(clip_backbone)
     if clip_backbone is None:
         _warn_unknown_clip(path)
     v = native.UNKNOWN_VARIANT if variant is None else variant

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from lafitebench.encoders.clip import CLIP_BACKBONES, clip_config
 from lafitebench import settings
 from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError, WeightsError
@@ -208,8 +209,8 @@ def load_manifest(path: str | os.PathLike) -> ModelInfo:
     c = m.table("clip")
     c.check_keys(_CLIP_KEYS)
     backbone = c.get("backbone", str)
-    if backbone in native.CLIP_BACKBONES:
-        clip = native.clip_config(backbone)
+    if backbone in CLIP_BACKBONES:
+        clip = clip_config(backbone)
         for k in ("open_clip_model", "open_clip_pretrained", "f_dim"):
             if k in c.data and c.data[k] != clip[k]:
                 raise c.error(k, f"is {c.data[k]!r} but {clip['name']} means {clip[k]!r}")
@@ -628,7 +629,7 @@ def _clip_block(clip_backbone: str | Mapping[str, Any] | None, src: Path) -> dic
             "file says 'unknown'; pass clip_backbone (e.g. 'ViT-B/32') to record it",
             stacklevel=3,
         )
-    return native.clip_config(clip_backbone)
+    return clip_config(clip_backbone)
 
 
 def _check_architecture(src: Path, g_official: Mapping[str, Any], expected_resolution: int | None,

@@ -21,6 +21,7 @@ import torch
 from typer.testing import CliRunner
 
 from helpers.tiny_extractor import TinyExtractor
+from lafitebench.encoders.clip import clip_config
 from lafitebench.checkpoints import native
 from lafitebench.cli import app
 from lafitebench.errors import CheckpointError, WeightsError
@@ -33,7 +34,7 @@ runner = CliRunner()
 def native_file(tmp_path):
     G = Generator(z_dim=8, w_dim=8, img_resolution=8, f_dim=16, mapping_kwargs=dict(num_layers=1),
                   synthesis_kwargs=dict(channel_base=64, channel_max=16))
-    cfg = {"variant": "g", "resolution": 8, "clip": native.clip_config(None), "provenance": {"model_id": "t"}}
+    cfg = {"variant": "g", "resolution": 8, "clip": clip_config(None), "provenance": {"model_id": "t"}}
     return native.save_native(tmp_path / "m.safetensors", {"G_ema": G}, cfg)
 
 

@@ -9,6 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from lafitebench.encoders.clip import clip_config
 from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError
 from lafitebench.models.discriminator import Discriminator
@@ -37,7 +38,7 @@ def nets() -> dict[str, torch.nn.Module]:
 
 
 def _config(**over) -> dict:
-    cfg = {"variant": "g", "resolution": 16, "clip": native.clip_config("ViT-B/32"),
+    cfg = {"variant": "g", "resolution": 16, "clip": clip_config("ViT-B/32"),
            "provenance": {"model_id": "test", "source_file": "x.pkl", "source_sha256": "0" * 64}}
     cfg.update(over)
     return cfg
@@ -202,4 +203,4 @@ def test_save_checks_inputs(tmp_path, nets):
         native.save_native(tmp_path / "x.safetensors", {"G_ema": nets["G_ema"]}, bad)
     assert not (tmp_path / "x.safetensors").exists()
     with pytest.raises(InputError, match="clip_backbone"):
-        native.clip_config("RN50x64")
+        clip_config("RN50x64")

@@ -33,7 +33,6 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
-from ..encoders.clip import CLIP_BACKBONES, UNKNOWN_CLIP, clip_config  # noqa: F401 (re-exported for configs)
 from ..errors import CheckpointError, InputError
 from ..io.files import atomic_path
 from ..io.jsonable import to_jsonable

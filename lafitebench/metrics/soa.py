@@ -26,8 +26,7 @@ import torch
 
 from ..data.batch import Batch
 from ..data.soa import SOA_CLASSES, soa_class
-from ..encoders.detector import (DEFAULT_DETECTOR_CONF, SOA_NMS_IOU, Detector, check_detector_conf,  # noqa: F401
-                                 detector_id, resolve_detector)
+from ..encoders.detector import DEFAULT_DETECTOR_CONF, Detector, check_detector_conf, detector_id, resolve_detector
 from ..errors import InputError
 from .base import Metric, MetricOutput, MetricRow
 from ..runtime.device import resolve_device
