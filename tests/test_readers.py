@@ -102,3 +102,64 @@ def test_captioned_folder(tmp_path):
 def test_unknown_data_set_names_suggest():
     with pytest.raises(InputError, match="Did you mean 'cub'"):
         get_dataset("cubb")
+
+
+def _official_zip(path: Path, dim: int = 64, n: int = 4) -> Path:
+    import io
+    import zipfile
+
+    rng = np.random.default_rng(0)
+    img, txt = [], []
+    with zipfile.ZipFile(path, "w") as z:
+        for i in range(n):
+            member = f"{i // 1000:05d}/img{i:08d}.png"
+            buf = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buf, format="PNG")
+            z.writestr(member, buf.getvalue())
+            img.append([member, rng.normal(size=dim).tolist()])
+            txt.append([member, [rng.normal(size=dim).tolist() for _ in range(2)]])
+        z.writestr("dataset.json", json.dumps({"labels": None, "clip_img_features": img, "clip_txt_features": txt}))
+    return path
+
+
+def test_official_zip_images_and_text_features(tmp_path):
+    import torch
+
+    z = _official_zip(tmp_path / "data.zip")
+    s = get_dataset("official-zip", data_root=z, resolution=32)
+    assert len(s.items) == 4 and next(iter(s.loader(4))).images.shape == (4, 3, 32, 32)
+    assert len(s.fingerprint()) == 64 and s.find_bad() == []
+    split = get_split(z)
+    assert len(split) == 4 and split.features.shape == (4, 64)
+    assert torch.allclose(split.features.norm(dim=1), torch.ones(4))
+    assert split.hash == get_split(z).hash != get_split(z, seed=1).hash
+    assert split.head(2).features.shape == (2, 64)
+    (tmp_path / "bad.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip
+    with pytest.raises(InputError, match="no dataset.json"):
+        get_split(tmp_path / "bad.zip")
+
+
+@pytest.mark.real_assets
+def test_generate_from_an_official_zip_needs_no_clip(tmp_path, shared_dir):
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from lafitebench import zoo
+    from lafitebench.cli import app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = zoo.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", tmp_path / "m.safetensors",
+                            variant="g")
+    z = _official_zip(tmp_path / "data.zip", dim=64, n=3)
+    r = CliRunner().invoke(app, ["generate", "--model", str(model), "--split", str(z), "--out", str(tmp_path / "o"),
+                                 "--device", "cpu"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "o").glob("*.png"))) == 3
+    wrong = _official_zip(tmp_path / "wrong.zip", dim=32, n=2)
+    r = CliRunner().invoke(app, ["generate", "--model", str(model), "--split", str(wrong), "--out",
+                                 str(tmp_path / "o2"), "--device", "cpu"], catch_exceptions=False)
+    flat = " ".join(r.output.split())
+    assert r.exit_code == 2 and "32-d" in flat and "64-d" in flat and "Traceback" not in r.output
+    assert not (tmp_path / "o2").exists()  # refused before the output folder was touched

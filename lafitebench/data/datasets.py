@@ -192,12 +192,13 @@ class ImageSet:
             h.update(f"{FINGERPRINT_VERSION}\nresolution={self.resolution}\ncrop={policy}\n".encode())
             for it in self.items:
                 try:
-                    size = it.path.stat().st_size
+                    size = _img.image_size(it.path)
                     h.update(f"{self._relname(it.path)}\0{size}\0".encode("utf-8"))
-                    with open(it.path, "rb") as fh:
+                    src = _img.image_source(it.path)
+                    with (open(src, "rb") if not hasattr(src, "read") else src) as fh:
                         while block := fh.read(1 << 20):
                             h.update(block)
-                except OSError as e:
+                except (OSError, KeyError) as e:
                     raise InputError(f"cannot read image {it.path} of set {self.name!r}: {e}") from None
             self._fingerprint = h.hexdigest()
         return self._fingerprint

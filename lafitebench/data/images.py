@@ -22,9 +22,14 @@ Decisions (each is recorded in a data set's provenance, see :data:`DECODE_POLICY
 """
 from __future__ import annotations
 
+import functools
+import io
+import os
 import struct
+import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -123,14 +128,51 @@ def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(a).permute(2, 0, 1).contiguous()
 
 
+#: ``archive.zip::member`` names an image inside a zip (the official LAFITE dataset format).
+ZIP_SEP = "::"
+
+
+@functools.lru_cache(maxsize=8)
+def _zip(archive: str, pid: int) -> zipfile.ZipFile:
+    """An open zip per archive and process (DataLoader workers each open their own)."""
+    return zipfile.ZipFile(archive)
+
+
+def image_source(path: str | Path) -> Any:
+    """What Pillow opens for ``path``: the path itself, or the bytes of a ``zip::member`` image.
+
+    Raises:
+        InputError: a member that is not in its archive, or an unreadable archive.
+    """
+    text = str(path)
+    if ZIP_SEP not in text:
+        return path
+    archive, member = text.split(ZIP_SEP, 1)
+    try:
+        return io.BytesIO(_zip(archive, os.getpid()).read(member))
+    except KeyError:
+        raise InputError(f"{member} is not in the archive {archive}") from None
+    except (OSError, zipfile.BadZipFile) as e:
+        raise InputError(f"cannot read {member} from {archive}: {e}") from None
+
+
+def image_size(path: str | Path) -> int:
+    """Byte size of an image file or zip member (for fingerprints)."""
+    text = str(path)
+    if ZIP_SEP not in text:
+        return Path(path).stat().st_size
+    archive, member = text.split(ZIP_SEP, 1)
+    return _zip(archive, os.getpid()).getinfo(member).file_size
+
+
 def open_rgb(path: str | Path) -> Image.Image:
-    """Decode ``path`` fully and convert it to RGB.
+    """Decode ``path`` (a file, or ``archive.zip::member``) fully and convert it to RGB.
 
     Raises:
         InputError: the file is missing, unreadable, truncated or not an image (names the file).
     """
     try:
-        with Image.open(path) as im:
+        with Image.open(image_source(path)) as im:
             im.load()
             return to_rgb(im)
     except InputError as e:
@@ -169,8 +211,10 @@ def check_image(path: str | Path) -> str | None:
     not JPEG scan data: a truncated JPEG can pass here and fail at decode.
     """
     try:
-        with Image.open(path) as im:
+        with Image.open(image_source(path)) as im:
             im.verify()
+    except InputError as e:
+        return str(e)
     except _DECODE_ERRORS as e:
         return f"{type(e).__name__}: {e}"
     return None

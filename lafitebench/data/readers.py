@@ -205,6 +205,12 @@ def captioned_folder_set(data_root: Any, resolution: int):
     return ImageSet(items, f"captioned-folder:{root.name}", resolution, "captioned-folder", "center", root, {})
 
 
+def _require_zip(data_root: Any) -> Path:
+    if data_root is None:
+        raise InputError("data set 'official-zip' needs the zip: pass data_root", param="data_root")
+    return Path(data_root)
+
+
 def register(datasets: Any) -> None:
     """Add the readers to the data set registry (called by :mod:`lafitebench.data.datasets`)."""
     def cub(data_root=None, resolution=256, split=None, captions_file=None, crop=None):
@@ -221,8 +227,80 @@ def register(datasets: Any) -> None:
                       ln_coco_set(data_root, captions_file, split, resolution))
     datasets.register("cc3m", lambda data_root=None, resolution=256, split=None, captions_file=None, crop=None:
                       cc3m_set(captions_file, resolution))
+    datasets.register("official-zip", lambda data_root=None, resolution=256, split=None, captions_file=None,
+                      crop=None: official_zip_set(_require_zip(data_root), resolution))
     datasets.register("captioned-folder", lambda data_root=None, resolution=256, split=None, captions_file=None,
                       crop=None: captioned_folder_set(data_root, resolution))
 
 
-__all__ = ["split_folder_set", "ln_coco_set", "cc3m_set", "captioned_folder_set", "read_name_list", "register"]
+__all__ = ["split_folder_set", "ln_coco_set", "cc3m_set", "captioned_folder_set", "read_name_list", "register",
+           "read_official_zip", "official_zip_set"]
+
+
+# --- the official LAFITE dataset zip -----------------------------------------------------------------
+
+OFFICIAL_ZIP_JSON = "dataset.json"
+_MAX_JSON_BYTES = 4 << 30
+
+
+def read_official_zip(path: Any) -> dict[str, Any]:
+    """The parsed, checked ``dataset.json`` of an official LAFITE dataset zip.
+
+    Returns ``{"images": [member, ...], "img_features": {member: [D floats]},
+    "txt_features": {member: [[D floats], ...]}, "dim": D}`` (features as stored: unnormalised
+    CLIP ViT-B/32 outputs). Raises InputError naming the zip and the key that is wrong.
+    """
+    import zipfile
+
+    z = Path(path).expanduser()
+    try:
+        with zipfile.ZipFile(z) as zf:
+            info = zf.getinfo(OFFICIAL_ZIP_JSON)
+            if info.file_size > _MAX_JSON_BYTES:
+                raise InputError(f"{z}: {OFFICIAL_ZIP_JSON} is {info.file_size} bytes, more than this reader accepts")
+            raw = zf.read(info)
+            names = set(zf.namelist())
+    except KeyError:
+        raise InputError(f"{z} has no {OFFICIAL_ZIP_JSON}: it is not an official LAFITE dataset zip") from None
+    except (OSError, zipfile.BadZipFile) as e:
+        raise InputError(f"{z} is not a readable zip ({e})") from None
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise InputError(f"{z}: {OFFICIAL_ZIP_JSON} is not UTF-8 JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{z}: {OFFICIAL_ZIP_JSON} is not an object")
+
+    def pairs(key: str) -> dict[str, Any]:
+        value = meta.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, list) or not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
+                                                  for e in value):
+            raise InputError(f"{z}: '{key}' in {OFFICIAL_ZIP_JSON} is not a list of [file name, features] pairs")
+        return {e[0]: e[1] for e in value}
+
+    img, txt = pairs("clip_img_features"), pairs("clip_txt_features")
+    images = sorted(img) if img else sorted(n for n in names if n.lower().endswith((".png", ".jpg", ".jpeg")))
+    missing = [m for m in images if m not in names]
+    if missing:
+        raise InputError(f"{z}: {len(missing)} image(s) listed in {OFFICIAL_ZIP_JSON} are not in the zip "
+                         f"(e.g. {', '.join(missing[:_MAX_NAMED])})")
+    dims = {len(v) for v in img.values()} | {len(r) for v in txt.values() for r in (v or [])}
+    if len(dims) > 1:
+        raise InputError(f"{z}: features of different widths {sorted(dims)} in {OFFICIAL_ZIP_JSON}")
+    return {"images": images, "img_features": img, "txt_features": txt, "dim": dims.pop() if dims else None}
+
+
+def official_zip_set(path: Any, resolution: int):
+    """The images of an official LAFITE dataset zip, read from the zip (no extraction)."""
+    from .datasets import ImageSet, Item
+    from .images import ZIP_SEP
+
+    z = Path(path).expanduser()
+    meta = read_official_zip(z)
+    if not meta["images"]:
+        raise InputError(f"{z} holds no images")
+    items = [Item(path=Path(f"{z}{ZIP_SEP}{m}"), meta={"member": m}) for m in meta["images"]]
+    return ImageSet(items, f"official-zip:{z.name}", resolution, "official-zip", "center", None,
+                    {"zip": str(z), "features_dim": meta["dim"]})

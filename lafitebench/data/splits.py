@@ -19,7 +19,8 @@ Registered splits (:data:`SPLITS`; unknown names get a did-you-mean):
   images in order (:mod:`lafitebench.data.readers`), one seeded caption each, cycling.
 
 Any other name is a caption file: ``.txt`` (one caption per line), ``.csv`` / ``.jsonl`` with a
-``caption`` column and optional ``seed`` and ``soa_class`` columns.
+``caption`` column and optional ``seed`` and ``soa_class`` columns; or an official LAFITE
+dataset ``.zip``, whose stored text features are the split (no CLIP model is needed).
 """
 from __future__ import annotations
 
@@ -61,6 +62,7 @@ class CaptionSplit:
     rows: list[SplitRow]
     version: int = SPLIT_FORMAT_VERSION
     info: dict[str, Any] = field(default_factory=dict)
+    features: Any = None  # [N, D] text features the split carries (official zips): no CLIP needed
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -71,7 +73,10 @@ class CaptionSplit:
         rows = [[r.index, r.caption, r.seed, r.soa_class] for r in self.rows]
         text = json.dumps({"id": self.id, "version": self.version, "rows": rows}, ensure_ascii=False,
                           separators=(",", ":"))
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        h = hashlib.sha256(text.encode("utf-8"))
+        if self.features is not None:
+            h.update(np.ascontiguousarray(np.asarray(self.features, dtype=np.float32)).tobytes())
+        return h.hexdigest()
 
     def head(self, num: int | None, *, cycle: bool = False) -> "CaptionSplit":
         """The first ``num`` rows; more than the split has only with ``cycle`` (rows repeat, indices go on).
@@ -86,10 +91,12 @@ class CaptionSplit:
         if num > len(self.rows) and not cycle:
             raise InputError(f"num {num} is larger than split {self.id!r} ({len(self.rows)} rows); ask for at most "
                              f"{len(self.rows)} or pass cycle to repeat the split", param="cycle")
-        rows = [self.rows[i % len(self.rows)] for i in range(num)]
-        rows = [SplitRow(i, r.caption, r.seed, r.soa_class, r.source) for i, r in enumerate(rows)]
+        pick = [i % len(self.rows) for i in range(num)]
+        rows = [SplitRow(i, self.rows[j].caption, self.rows[j].seed, self.rows[j].soa_class, self.rows[j].source)
+                for i, j in enumerate(pick)]
+        feats = None if self.features is None else self.features[pick]
         return CaptionSplit(f"{self.id}[:{num}]" if num < len(self.rows) else f"{self.id}[cycled to {num}]",
-                            rows, self.version, {**self.info, "parent": self.id, "parent_hash": self.hash})
+                            rows, self.version, {**self.info, "parent": self.id, "parent_hash": self.hash}, feats)
 
     def provenance(self) -> dict[str, Any]:
         """id, version, hash, size and how it was made."""
@@ -284,6 +291,34 @@ def caption_file_split(path: str | os.PathLike, seed: int = 0) -> CaptionSplit:
     return CaptionSplit(f"file:{p.name}", rows, info={"file": str(p)})
 
 
+def official_zip_split(path: str | os.PathLike, seed: int = 0) -> CaptionSplit:
+    """The text features of an official LAFITE dataset zip as a split: one row per image (in the
+    zip's order) with one of its caption features chosen by a seeded draw, L2-normalised. The zip
+    stores features, not caption text: rows name the image and caption number instead.
+
+    Raises:
+        InputError: not an official zip, or one without text features.
+    """
+    import torch
+
+    from .readers import read_official_zip
+
+    meta = read_official_zip(path)
+    if not meta["txt_features"]:
+        raise InputError(f"{path} has no clip_txt_features: its text features are needed for this split")
+    rng = np.random.default_rng(seed)
+    rows, feats = [], []
+    for k, member in enumerate(m for m in meta["images"] if meta["txt_features"].get(m)):
+        options = meta["txt_features"][member]
+        j = int(rng.integers(len(options)))
+        rows.append(SplitRow(k, f"<text feature {j} of {member}>", seed, None, f"{member}#{j}"))
+        feats.append(options[j])
+    t = torch.nn.functional.normalize(torch.tensor(feats, dtype=torch.float32), dim=1)
+    return CaptionSplit(f"official-zip:{Path(path).name}", rows, info={"zip": str(path), "dim": meta["dim"],
+                        "features": "clip_txt_features of the zip (unnormalised there; L2-normalised here)"},
+                        features=t)
+
+
 def get_split(name_or_file: str | os.PathLike, *, data_root: Any = None, captions_file: Any = None,
               seed: int = 0) -> CaptionSplit:
     """A registered split (``coco-mini``, ``coco-val-30k``, ``coco-val-30k-captions``,
@@ -296,6 +331,8 @@ def get_split(name_or_file: str | os.PathLike, *, data_root: Any = None, caption
     if not isinstance(name_or_file, os.PathLike) and s in SPLITS:
         return SPLITS.get(s)(data_root=data_root, captions_file=captions_file, seed=seed)
     p = Path(s).expanduser()
+    if p.is_file() and p.suffix.lower() == ".zip":
+        return official_zip_split(p, seed=seed)
     if p.is_file():
         return caption_file_split(p, seed=seed)
     try:

@@ -205,6 +205,20 @@ def text_features(captions: list[str], split_hash: str, clip: Any, batch_size: i
     return feats
 
 
+def split_features(split: Any, clip: Any, cfg: GenerateConfig, model: Any) -> torch.Tensor:
+    """The split's own text features (official zips) or its captions through CLIP; checked
+    against the model's feature width (a different CLIP backbone is refused, naming both)."""
+    if split.features is not None:
+        feats, source = split.features, f"split {split.id}"
+    else:
+        feats = text_features([r.caption for r in split.rows], split.hash, clip, cfg.batch_size)
+        source = f"CLIP {clip[2].get('model')}"
+    if feats.shape[1] != model.f_dim:
+        raise InputError(f"{source} gives {feats.shape[1]}-d text features but model {cfg.model} takes "
+                         f"{model.f_dim}-d: use the CLIP backbone it was trained with", param="clip_model")
+    return feats
+
+
 def _load_clip(cfg: GenerateConfig, model: Any, device: torch.device) -> tuple[Any, Any, dict[str, Any]]:
     from ..encoders.clip import load_clip
 
@@ -269,16 +283,13 @@ def run_generate(cfg: GenerateConfig) -> GenerateJob:
     device = resolve_device(cfg.device)
     distributed.init(device)
     model = load_model(cfg.model, device=device, networks=("G_ema",))
-    clip = _load_clip(cfg, model, device)
+    clip = _load_clip(cfg, model, device) if split.features is None else (None, None, {"model": "from the split"})
+    feats = split_features(split, clip, cfg, model)  # a backbone mismatch fails before the folder is touched
     identity = _identity(cfg, model, split, clip[2])
     out = Path(cfg.out)
     if distributed.is_main():
         _prepare_out(out, identity, cfg.overwrite)
     distributed.barrier()
-    feats = text_features([r.caption for r in split.rows], split.hash, clip, cfg.batch_size)
-    if feats.shape[1] != model.f_dim:
-        raise InputError(f"CLIP {clip[2].get('model')} gives {feats.shape[1]}-d text features but model {cfg.model} "
-                         f"takes {model.f_dim}-d: use the CLIP backbone it was trained with", param="clip_model")
     todo = [r.index for r in split.rows if not (out / f"{r.index:06d}.{cfg.image_format}").is_file()]
     batches = distributed.shard_batches([todo[s:s + cfg.batch_size] for s in range(0, len(todo), cfg.batch_size)])
     made = 0
@@ -398,11 +409,8 @@ def prepare_stream(cfg: GenerateConfig, resolution: int) -> GeneratedSet:
     split = split.head(cfg.num, cycle=cfg.cycle)
     device = resolve_device(cfg.device)
     model = load_model(cfg.model, device=device, networks=("G_ema",))
-    clip = _load_clip(cfg, model, device)
-    feats = text_features([r.caption for r in split.rows], split.hash, clip, cfg.batch_size)
-    if feats.shape[1] != model.f_dim:
-        raise InputError(f"CLIP {clip[2].get('model')} gives {feats.shape[1]}-d text features but model {cfg.model} "
-                         f"takes {model.f_dim}-d: use the CLIP backbone it was trained with", param="clip_model")
+    clip = _load_clip(cfg, model, device) if split.features is None else (None, None, {"model": "from the split"})
+    feats = split_features(split, clip, cfg, model)
     return GeneratedSet(model, split, feats, cfg, _identity(cfg, model, split, clip[2]), resolution)
 
 
