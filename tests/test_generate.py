@@ -147,6 +147,26 @@ def test_generate_bad_input_before_work(env, tmp_path):
     assert r.exit_code == 2 and "--clip-model" in " ".join(r.output.split())  # unknown backbone: say which flag
 
 
+def test_generate_refuses_another_clip_backbone(env, tmp_path, monkeypatch):
+    """A model recorded as ViT-B/16 with ViT-B/32 text features: refused naming both, before any work."""
+    import lafitebench.loading as loading
+
+    orig = loading.load_model
+
+    def as_vitb16(*a, **k):
+        m = orig(*a, **k)
+        m.metadata["clip"] = {"name": "ViT-B/16", "open_clip_model": "ViT-B-16", "open_clip_pretrained": "openai",
+                              "f_dim": 512}
+        return m
+
+    monkeypatch.setattr(loading, "load_model", as_vitb16)
+    r = runner.invoke(app, ["generate", "--model", str(env["model"]), "--split", str(env["prompts"]), "--out",
+                            str(tmp_path / "z"), "--clip-model", "ViT-B-32", "--device", "cpu"], catch_exceptions=False)
+    flat = " ".join(r.output.split())
+    assert r.exit_code == 2 and "ViT-B/16" in flat and "ViT-B-32" in flat, r.output
+    assert not (tmp_path / "z").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.real_assets
 def test_resumes_after_sigkill(env, tmp_path):

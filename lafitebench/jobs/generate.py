@@ -223,7 +223,12 @@ def _load_clip(cfg: GenerateConfig, model: Any, device: torch.device) -> tuple[A
     from ..encoders.clip import load_clip
 
     clip_meta = model.metadata.get("clip") or {}
-    name = cfg.clip_model or clip_meta.get("open_clip_model")
+    known = clip_meta.get("open_clip_model")
+    if cfg.clip_model and known and cfg.clip_model != known:
+        raise InputError(f"model {cfg.model} was trained with CLIP {clip_meta.get('name')} ({known}) but clip_model is "
+                         f"{cfg.clip_model}: its text features would not be the ones the model expects",
+                         param="clip_model")
+    name = cfg.clip_model or known
     pretrained = cfg.clip_pretrained if cfg.clip_model else clip_meta.get("open_clip_pretrained")
     if not name:
         raise InputError(f"the CLIP backbone of {cfg.model} is unknown (official snapshots do not record it): pass "
