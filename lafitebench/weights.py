@@ -322,8 +322,19 @@ def sha256_tree(folder: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+
+
 def _hash(path: Path) -> str:
-    return sha256_tree(path) if path.is_dir() else sha256_file(path)
+    """sha256 of a weights file (remembered per path, inode, size and mtime: an evaluation resolves
+    the same file in its checks and again when loading it) or of an exported-model folder."""
+    if path.is_dir():
+        return sha256_tree(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _HASHES:
+        _HASHES[key] = sha256_file(path)
+    return _HASHES[key]
 
 
 def cache_path(spec: WeightsSpec) -> Path:

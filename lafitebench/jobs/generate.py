@@ -269,6 +269,18 @@ def resolve_noise_mode(cfg: GenerateConfig) -> GenerateConfig:
     return dataclasses.replace(cfg, noise_mode="const" if str(cfg.split) == "soa" else "random")
 
 
+def generate_uint8(model: Any, feats: torch.Tensor, indices: list[int], seeds: dict[int, int],
+                   cfg: GenerateConfig) -> tuple[list[int], torch.Tensor]:
+    """Samples ``indices`` as official uint8 images [N, 3, R, R] on the CPU, grouped by row seed;
+    returns the sample order of the rows and the images."""
+    from ..models.sampling import generate, to_uint8
+
+    groups = _by_seed(indices, seeds)
+    imgs = torch.cat([to_uint8(generate(model.G_ema, feats[g], s, g, truncation_psi=cfg.truncation,
+                                        noise_mode=cfg.noise_mode, force_fp32=not cfg.fp16)) for s, g in groups])
+    return [i for _, g in groups for i in g], imgs.cpu()
+
+
 def run_generate(cfg: GenerateConfig) -> GenerateJob:
     """Generate ``cfg.split`` with ``cfg.model`` into ``cfg.out`` (see the module docstring).
 
@@ -278,7 +290,6 @@ def run_generate(cfg: GenerateConfig) -> GenerateJob:
     """
     from ..data.splits import get_split
     from ..loading import load_model
-    from ..models.sampling import generate, to_uint8
 
     started = time.perf_counter()
     check_config(cfg)
@@ -302,10 +313,8 @@ def run_generate(cfg: GenerateConfig) -> GenerateJob:
         task = bar.add_task(f"generate {split.id}", total=len(todo))
         seeds = {r.index: r.seed for r in split.rows}
         for idx in batches:
-            imgs = torch.cat([to_uint8(generate(model.G_ema, feats[group], s, group, truncation_psi=cfg.truncation,
-                                                noise_mode=cfg.noise_mode, force_fp32=not cfg.fp16))
-                              for s, group in _by_seed(idx, seeds)])
-            for i, img in zip([i for _, g in _by_seed(idx, seeds) for i in g], imgs):
+            order, imgs = generate_uint8(model, feats, idx, seeds, cfg)
+            for i, img in zip(order, imgs):
                 _write_image(out / f"{i:06d}.{cfg.image_format}", img, cfg.image_format)
             made += len(idx)
             bar.update(task, completed=min(len(todo), made * distributed.world_size()))
@@ -368,7 +377,6 @@ class GeneratedSet:
         """Yield :class:`~lafitebench.data.batch.Batch` objects of generated uint8 images in sample order."""
         from ..data.batch import Batch
         from ..data.images import pil_to_tensor, resize_to
-        from ..models.sampling import generate, to_uint8
 
         rows = self.split.rows
         batches = [list(range(s, min(s + batch_size, len(rows)))) for s in range(0, len(rows), batch_size)]
@@ -376,11 +384,7 @@ class GeneratedSet:
             batches = distributed.shard_batches(batches)
         seeds = {r.index: r.seed for r in rows}
         for idx in batches:
-            groups = _by_seed(idx, seeds)
-            imgs = torch.cat([to_uint8(generate(self.model.G_ema, self.feats[g], s, g, truncation_psi=self.cfg.truncation,
-                                                noise_mode=self.cfg.noise_mode, force_fp32=not self.cfg.fp16))
-                              for s, g in groups]).cpu()
-            order = [i for _, g in groups for i in g]
+            order, imgs = generate_uint8(self.model, self.feats, idx, seeds, self.cfg)
             if imgs.shape[-1] != self.resolution:
                 from PIL import Image
 

@@ -205,6 +205,28 @@ def _fid_levels(config: Any) -> list[int]:
     return sorted({int(k) for k in raw})
 
 
+def add_moment_states(metric: Metric, level: int, dim: int) -> None:
+    """Declare the float64 moment sums of one blur level (``sum{k}``, ``outer{k}``, ``n{k}``) on ``metric``."""
+    metric.add_state(f"sum{level}", torch.zeros(dim, dtype=torch.float64))
+    metric.add_state(f"outer{level}", torch.zeros(dim, dim, dtype=torch.float64))
+    metric.add_state(f"n{level}", torch.zeros((), dtype=torch.int64))
+
+
+def add_moments(metric: Metric, level: int, features: torch.Tensor) -> torch.Tensor:
+    """Add a batch of feature rows to the moment sums of ``level``; returns the rows in float64."""
+    x = features.detach().to("cpu", torch.float64)
+    metric.add(f"sum{level}", x.sum(0))
+    metric.add(f"outer{level}", x.T @ x)
+    metric.add(f"n{level}", torch.tensor(x.shape[0]))
+    return x
+
+
+def moment_stats(metric: Metric, level: int) -> FidStats:
+    """FID statistics from the (synced) moment sums of ``level``."""
+    return moments_to_stats(metric.value(f"sum{level}").numpy(), metric.value(f"outer{level}").numpy(),
+                            int(metric.value(f"n{level}")))
+
+
 class FidMetric(Metric):
     """FID and FID-k (one row per blur level in ``config.fid_blur``) from streamed float64 moments.
 
@@ -219,9 +241,7 @@ class FidMetric(Metric):
         self.levels = _fid_levels(self.config)
         dim = int(self.context.get("pool3_dim", POOL3_DIM))
         for k in self.levels:
-            self.add_state(f"sum{k}", torch.zeros(dim, dtype=torch.float64))
-            self.add_state(f"outer{k}", torch.zeros(dim, dim, dtype=torch.float64))
-            self.add_state(f"n{k}", torch.zeros((), dtype=torch.int64))
+            add_moment_states(self, k, dim)
         self.reference = None
 
     @classmethod
@@ -258,15 +278,11 @@ class FidMetric(Metric):
 
     def update(self, batch: Any) -> None:
         for k in self.levels:
-            x = batch.features[("pool3", k)].detach().to("cpu", torch.float64)
-            self.add(f"sum{k}", x.sum(0))
-            self.add(f"outer{k}", x.T @ x)
-            self.add(f"n{k}", torch.tensor(x.shape[0]))
+            add_moments(self, k, batch.features[("pool3", k)])
 
     def stats(self, level: int) -> FidStats:
         """The samples' FID statistics at ``level``."""
-        return moments_to_stats(self.value(f"sum{level}").numpy(), self.value(f"outer{level}").numpy(),
-                                int(self.value(f"n{level}")))
+        return moment_stats(self, level)
 
     def compute(self) -> MetricOutput:
         from .blur import describe_level

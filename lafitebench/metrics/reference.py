@@ -19,7 +19,7 @@ from ..runtime import distributed as dist
 from .base import FeatureKey, Metric, MetricOutput
 from .cache import CONTENT_FID, CONTENT_KID, RefStats, RefStatsCache, refstats_key
 from .features import InceptionStage, feed
-from .fid import POOL3_DIM, centred_factor, moments_to_stats, sqrt_factor
+from .fid import POOL3_DIM, add_moment_states, add_moments, centred_factor, moment_stats, sqrt_factor
 
 
 @dataclass
@@ -54,9 +54,7 @@ class ReferenceCollector(Metric):
         self.keep_rows = bool(self.context.get("keep_rows"))
         dim = int(self.context.get("pool3_dim", POOL3_DIM))
         for k in self.levels:
-            self.add_state(f"sum{k}", torch.zeros(dim, dtype=torch.float64))
-            self.add_state(f"outer{k}", torch.zeros(dim, dim, dtype=torch.float64))
-            self.add_state(f"n{k}", torch.zeros((), dtype=torch.int64))
+            add_moment_states(self, k, dim)
             if self.keep_rows:
                 self.add_state(f"rows{k}", reduce="cat", row_shape=(dim,), dtype=torch.float64)
         if self.kid:
@@ -69,10 +67,7 @@ class ReferenceCollector(Metric):
         idx = self.indices_of(batch)
         for k in self.levels:
             f = batch.features[("pool3", k)]
-            x = f.detach().to("cpu", torch.float64)
-            self.add(f"sum{k}", x.sum(0))
-            self.add(f"outer{k}", x.T @ x)
-            self.add(f"n{k}", torch.tensor(x.shape[0]))
+            x = add_moments(self, k, f)
             if self.keep_rows:
                 self.append(f"rows{k}", x, idx)
             if k == 0 and self.kid:
@@ -80,8 +75,8 @@ class ReferenceCollector(Metric):
 
     def stats(self, level: int, with_factor: bool) -> RefStats:
         """The :class:`RefStats` of ``level`` (after :meth:`sync`)."""
-        n = int(self.value(f"n{level}"))
-        st = moments_to_stats(self.value(f"sum{level}").numpy(), self.value(f"outer{level}").numpy(), n)
+        st = moment_stats(self, level)
+        n = st.n
         factor = None
         if with_factor:
             rows = self.rows(f"rows{level}").numpy() if self.keep_rows and n <= st.mu.shape[0] else None
