@@ -226,6 +226,28 @@ def test_training_mode_unfused_path_matches_eval():
     assert torch.allclose(a, b, atol=1e-4)
 
 
+@pytest.mark.parametrize("fused,channels_last", [(True, False), (False, False), (True, True), (False, True)])
+def test_every_layout_gives_the_official_path_images(fused, channels_last):
+    """The CPU default (unfused, channels-last, in-place activations) equals the official path
+    (one grouped convolution with per-sample weights, NCHW) and every other layout choice."""
+    G = _tiny_generator()
+    z, h = _inputs(n=3)
+    with torch.no_grad():
+        official = G.set_layout(fused=True, channels_last=False)(z, h)
+        other = G.set_layout(fused=fused, channels_last=channels_last)(z, h)
+        default = G.set_layout()(z, h)
+    assert torch.allclose(other, official, atol=1e-5) and torch.allclose(default, official, atol=1e-5)
+
+
+def test_bias_act_in_place_only_when_allowed():
+    x = torch.randn(2, 3, 4, 4)
+    kept = x.clone()
+    bias_act(x, torch.ones(3), act="lrelu", clamp=1.0)
+    assert torch.equal(x, kept)  # the caller's tensor is untouched unless overwrite=True
+    y = bias_act(x.clone().requires_grad_(), torch.ones(3), act="lrelu", overwrite=True)
+    y.sum().backward()  # autograd still works: no in-place step on tensors it needs
+
+
 def test_fp16_blocks_run_fp32_on_cpu():
     G = _tiny_generator(num_fp16_res=2)
     assert G.synthesis.b16.use_fp16 and not G.synthesis.b4.use_fp16

@@ -196,7 +196,8 @@ class SynthesisLayer(nn.Module):
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp)
+        return bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain, clamp=clamp,
+                        overwrite=True)
 
 
 class ToRGBLayer(nn.Module):
@@ -226,7 +227,7 @@ class ToRGBLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         x = modulated_conv2d(x, self.weight, style, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, overwrite=True)
 
 
 class SynthesisBlock(nn.Module):
@@ -251,6 +252,8 @@ class SynthesisBlock(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.resolution, self.img_channels, self.is_last = resolution, img_channels, is_last
         self.use_fp16, self.structure = use_fp16, structure
+        self.fused_override: bool | None = None  # run-time layout choice (Generator.set_layout)
+        self.channels_last: bool | None = None
         self.register_buffer("resample_filter", setup_filter(resample_filter))
         self.num_conv = 0
         self.num_torgb = 1
@@ -284,7 +287,14 @@ class SynthesisBlock(nn.Module):
         # fp16 only on CUDA; on CPU every block runs in float32.
         use_fp16 = self.use_fp16 and not force_fp32 and device.type == "cuda"
         dtype = torch.float16 if use_fp16 else torch.float32
+        # The official rule (one grouped convolution in fp32 inference) on GPU. On CPU the
+        # per-sample weights cost more than they save: input scaling + one shared-weight
+        # convolution in channels-last layout (same products, rounding-level differences).
+        on_cpu = device.type == "cpu"
         fused = (not self.training) and (dtype == torch.float32 or n == 1)
+        fused = fused and (not on_cpu if self.fused_override is None else self.fused_override)
+        if x is not None and (on_cpu if self.channels_last is None else self.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
         s = iter(styles)
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([n, 1, 1, 1])
@@ -457,6 +467,20 @@ class Generator(nn.Module):
             self.mapping = MappingNetwork(z_dim, w_dim, self.num_ws, **mapping_kwargs)
         except TypeError as e:
             raise InputError(f"unsupported generator option: {e}") from e
+
+    def set_layout(self, fused: bool | None = None, channels_last: bool | None = None) -> "Generator":
+        """Choose how the synthesis convolutions run; ``None`` restores the automatic choice.
+
+        Automatic: on GPU the official rule (one grouped convolution with per-sample weights in
+        fp32 inference, NCHW); on CPU input scaling + one shared-weight convolution in
+        channels-last layout. ``fused=True, channels_last=False`` on CPU is the official
+        implementation's path (the benchmark baseline); ``channels_last=True`` is the GPU option.
+        Weights, saved configs and outputs (up to float rounding) do not change.
+        """
+        for module in self.synthesis.modules():
+            if isinstance(module, SynthesisBlock):
+                module.fused_override, module.channels_last = fused, channels_last
+        return self
 
     def forward(
         self,
