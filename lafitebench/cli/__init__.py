@@ -10,6 +10,7 @@ import typer
 
 from .. import __version__
 from .common import out_console
+from .data import data_app
 from .eval import EVAL_HELP, eval_cmd
 from .generate import GENERATE_HELP, generate_cmd
 from .report import REPORT_HELP, report_cmd
@@ -49,6 +50,7 @@ Examples:
       --fid-blur 0,1,2,4,8
   torchrun --standalone --nproc_per_node 2 -m lafitebench eval \\
       --samples out/ --reference real/
+  lafitebench data prepare coco-mini --out stores/mini --resolution 64
   lafitebench zoo list
   lafitebench report reports/runs/<run> --table lang_free""",
     no_args_is_help=True,
@@ -56,6 +58,7 @@ Examples:
     rich_markup_mode=None,
 )
 app.add_typer(zoo_app, name="zoo")
+app.add_typer(data_app, name="data")
 app.command("eval", help=EVAL_HELP)(eval_cmd)
 app.command("generate", help=GENERATE_HELP)(generate_cmd)
 app.command("report", help=REPORT_HELP)(report_cmd)

@@ -59,11 +59,13 @@ def message(e: LafitebenchError) -> str:
 def _known_params() -> set[str]:
     import dataclasses
 
+    from ..data.store import PrepareConfig
     from ..metrics.config import EvalConfig
 
     return ({f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES)
             | {"samples", "data_root", "split", "overwrite", "variant", "table", "model", "num", "noise_mode",
-               "image_format", "truncation", "batch_size", "cycle"})
+               "image_format", "truncation", "batch_size", "cycle"}
+            | {f.name for f in dataclasses.fields(PrepareConfig)} | {"export_official"})
 
 
 _KNOWN_PARAMS: set[str] = set()

@@ -43,6 +43,7 @@ __all__ = [
     "DECODE_POLICY",
     "load_image",
     "open_rgb",
+    "open_rgb_with_mode",
     "to_rgb",
     "center_crop_resize",
     "resize_to",
@@ -171,10 +172,15 @@ def open_rgb(path: str | Path) -> Image.Image:
     Raises:
         InputError: the file is missing, unreadable, truncated or not an image (names the file).
     """
+    return open_rgb_with_mode(path)[0]
+
+
+def open_rgb_with_mode(path: str | Path) -> tuple[Image.Image, str]:
+    """:func:`open_rgb` plus the file's original Pillow mode (``L``, ``CMYK``, ``I;16``, ...)."""
     try:
         with Image.open(image_source(path)) as im:
             im.load()
-            return to_rgb(im)
+            return to_rgb(im), im.mode
     except InputError as e:
         raise InputError(f"image {path}: {e}") from None
     except _DECODE_ERRORS as e:

@@ -315,8 +315,39 @@ def official_zip_split(path: str | os.PathLike, seed: int = 0) -> CaptionSplit:
         feats.append(options[j])
     t = torch.nn.functional.normalize(torch.tensor(feats, dtype=torch.float32), dim=1)
     return CaptionSplit(f"official-zip:{Path(path).name}", rows, info={"zip": str(path), "dim": meta["dim"],
-                        "features": "clip_txt_features of the zip (unnormalised there; L2-normalised here)"},
+                        "features": "clip_txt_features of the zip (unnormalised there; L2-normalised here)",
+                        "clip_model": "ViT-B-32"},  # the official dataset tool always loads ViT-B/32
                         features=t)
+
+
+def feature_store_split(path: str | os.PathLike, seed: int = 0) -> CaptionSplit:
+    """A feature store (``lafitebench data prepare``) as a split: one row per image with a
+    caption, one of its captions chosen by a seeded draw, with that caption's stored text
+    feature (L2-normalised): generation needs no CLIP model. ``info["clip_model"]`` names the
+    backbone, which ``generate`` compares with the model's."""
+    import torch
+
+    from .store import FeatureStore
+
+    store = FeatureStore(path)
+    data = store.load()
+    rng = np.random.default_rng(seed)
+    rows, picks = [], []
+    for i, row in enumerate(data["rows"]):
+        lo, hi = int(data["txt_offsets"][i]), int(data["txt_offsets"][i + 1])
+        if hi == lo:
+            continue
+        j = int(rng.integers(hi - lo))
+        rows.append(SplitRow(len(rows), row["captions"][j], seed, None, f"{row['source']}#{j}"))
+        picks.append(lo + j)
+    if not rows:
+        raise InputError(f"feature store {path} holds no captions")
+    feats = torch.nn.functional.normalize(data["txt_features"][picks], dim=1)
+    return CaptionSplit(f"store:{Path(path).name}", rows,
+                        info={"store": str(path), "clip_model": store.clip.get("model"),
+                              "clip_weights_sha256": store.clip.get("weights_sha256"),
+                              "features": "the store's text features (unnormalised there; L2-normalised here)"},
+                        features=feats)
 
 
 def get_split(name_or_file: str | os.PathLike, *, data_root: Any = None, captions_file: Any = None,
@@ -333,6 +364,8 @@ def get_split(name_or_file: str | os.PathLike, *, data_root: Any = None, caption
     p = Path(s).expanduser()
     if p.is_file() and p.suffix.lower() == ".zip":
         return official_zip_split(p, seed=seed)
+    if p.is_dir() and (p / "store.json").is_file():
+        return feature_store_split(p, seed=seed)
     if p.is_file():
         return caption_file_split(p, seed=seed)
     try:

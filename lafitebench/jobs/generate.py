@@ -209,6 +209,10 @@ def split_features(split: Any, clip: Any, cfg: GenerateConfig, model: Any) -> to
     """The split's own text features (official zips) or its captions through CLIP; checked
     against the model's feature width (a different CLIP backbone is refused, naming both)."""
     if split.features is not None:
+        from ..data.store import check_clip_match
+
+        check_clip_match(split.info.get("clip_model"), model.metadata.get("clip"), f"split {split.id}",
+                         f"model {cfg.model}")
         feats, source = split.features, f"split {split.id}"
     else:
         feats = text_features([r.caption for r in split.rows], split.hash, clip, cfg.batch_size)
