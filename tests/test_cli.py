@@ -127,7 +127,7 @@ def test_eval_offline_missing_inception_names_file(sets):
 def test_report_paper_table_and_beside(tmp_path):
     r = _invoke("report", "--table", "supervised", "--out", str(tmp_path))
     assert r.exit_code == 0 and "XMC-GAN" in r.stdout
-    assert (tmp_path / "report.md").read_text().startswith("| model |")
+    assert "| model | runs | IS | FID-0 | SOA-C | SOA-I |" in (tmp_path / "tables" / "supervised.md").read_text()
     from lafitebench.reports import save_result
     import pandas as pd
 

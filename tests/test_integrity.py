@@ -155,8 +155,8 @@ def test_stale_temporary_files_are_removed(tmp_path, monkeypatch):
 
 def test_results_survive_an_unwritable_out(tmp_path, monkeypatch):
     """Writing --out fails after the work (disk full): numbers printed, saved to a named fallback."""
-    from lafitebench import reports
     from lafitebench.encoders.inception import save_random_inception_weights
+    from lafitebench.reports import results as reports
 
     weights_file = save_random_inception_weights(tmp_path / "w.pth")
     a, b = (tmp_path / "a", tmp_path / "b")

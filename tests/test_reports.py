@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -51,3 +52,162 @@ def test_markdown_table_shape():
     md = to_markdown(pd.DataFrame({"a": [1.23456, None], "b": ["x", "y"]}))
     assert md.splitlines()[:2] == ["| a | b |", "| --- | --- |"]
     assert "1.235" in md
+
+
+# ------------------------------------------------------------------------------ merged reports
+
+import math
+import shutil
+import subprocess
+
+import numpy as np
+
+from lafitebench.jobs.report import run_report
+from lafitebench.reports.merge import aggregate, load_measured, merge
+from lafitebench.reports.render import table_files
+
+LAFITE_G_PAPER = {"model": "lafite-coco-g", "table": "language-free (MS-COCO 256²)", "row": "Lafite-G",
+                  "metrics": {"FID-0": 18.04}, "verified": True, "source": "paper"}
+
+
+def _result(folder, values: dict, n: int = 30000, reference=("coco:val2014", "coco"), blur="lafite",
+            paper=LAFITE_G_PAPER, model="lafite-coco-g", per_class=None):
+    rows = [{"metric_id": m, "metric": m, "value": v, "std": None, "n": n, "higher_is_better": not m.startswith("FID"),
+             "notes": ""} for m, v in values.items()]
+    prov = {"config": {"blur_preset": blur, "detector": "yolov8n.pt", "detector_conf": 0.5},
+            "inputs": {"samples": {"name": "samples", "n": n}, "reference": {"name": reference[0], "kind": reference[1]}},
+            "generation": {"model": {"id": model, "sha256": "ab" * 32}, "split": {"id": "coco-val-30k", "hash": "cd" * 32}},
+            "paper": paper, "date": "2026-11-30T00:00:00+00:00", "lafitebench_version": "0.1.0",
+            "libraries": {"torch": "2.14.1"}}
+    save_result(folder, pd.DataFrame(rows), prov, {"soa_per_class": per_class} if per_class is not None else None)
+    return folder
+
+
+def test_paper_table_round_trips_through_csv_markdown_latex(tmp_path):
+    merged = merge("lang_free", [])
+    files = table_files(merged, "lang_free", "Language-free", {})
+    back = pd.read_csv(pd.io.common.BytesIO(files["lang_free.csv"]))
+    paper = paper_table("lang_free")
+    for _, r in paper.iterrows():
+        assert back.loc[back["model"] == r["model"], r["metric"]].item() == r["value"]
+    md, tex = files["lang_free.md"].decode(), files["lang_free.tex"].decode()
+    assert "| Lafite-G |  | 27.20 | 18.04 | 17.80 | 17.68 | 16.16 | 14.52 |" in md
+    assert r"Lafite-NN &  & 22.23 & 26.56 & 26.48 & 25.82 & 23.90 & 19.27 \\" in tex and r"\toprule" in tex
+    assert json.loads(files["lang_free.json"])["rows"][0]["model"] == "Cap-Base"
+    unverified = table_files(merge("supervised_other", []), "x", "x", {})["x.md"].decode()
+    assert "5.97*" in unverified and "not verified" in unverified
+
+
+def test_merge_adds_a_row_with_deltas_and_no_mark_for_the_paper_protocol(tmp_path):
+    _result(tmp_path / "r", {"FID-0": 19.0, "IS": 26.5})
+    merged = merge("lang_free", load_measured([tmp_path / "r"]))
+    row = merged[merged["source"] == "measured"].iloc[0]
+    assert row["model"] == "lafite-coco-g (measured)" and row["paper_row"] == "Lafite-G"
+    assert math.isclose(row["FID-0 Δ"], 19.0 - 18.04) and math.isclose(row["IS Δ"], 26.5 - 27.20)
+    assert row["protocol"] == "" and row["runs"] == 1
+    md = table_files(merged, "lang_free", "t", {})["lang_free.md"].decode()
+    assert "| lafite-coco-g (measured) | 1 | 26.50 (−0.70) | 19.00 (+0.96) |" in md and "†" not in md
+
+
+def test_a_different_protocol_is_marked(tmp_path):
+    _result(tmp_path / "r", {"FID-0": 30.0, "FID-2": 28.0}, n=1000, reference=("coco-mini:b", "coco-mini"), blur="pil")
+    merged = merge("lang_free", load_measured([tmp_path / "r"]))
+    proto = merged[merged["source"] == "measured"]["protocol"].item()
+    assert "N = 1,000 samples (paper: 30,000)" in proto and "reference coco-mini:b" in proto
+    assert "blur preset pil (paper: lafite)" in proto
+    md = table_files(merged, "lang_free", "t", {})["lang_free.md"].decode()
+    assert "lafite-coco-g (measured)†" in md and "† lafite-coco-g (measured): measured with another protocol" in md
+
+
+def test_mean_and_std_over_three_seeds(tmp_path):
+    for k, v in enumerate((10.0, 11.0, 13.0)):
+        _result(tmp_path / f"seed{k}", {"FID-0": v})
+    runs = load_measured([tmp_path])
+    agg = aggregate(runs)
+    assert len(agg) == 1 and agg["runs"].item() == 3
+    assert math.isclose(agg["FID-0"].item(), 34 / 3) and math.isclose(agg["FID-0 std"].item(), np.std([10, 11, 13], ddof=1))
+    merged = merge("lang_free", runs)
+    assert "11.33 ± 1.53 (−6.71)" in table_files(merged, "lang_free", "t", {})["lang_free.md"].decode()
+
+
+def test_report_folder_accumulates_tables_and_leaderboard(tmp_path):
+    per_class = pd.DataFrame({"class_index": [0, 1], "class_key": ["a", "b"], "name": ["person", "bicycle"],
+                              "present": [True, True], "n_images": [3, 3], "n_detected": [2, 1], "acc": [66.7, 33.3]})
+    rep = tmp_path / "rep"
+    _result(rep / "runs" / "g", {"FID-0": 19.0, "FID-1": 18.5, "FID-2": 18.0, "FID-4": 17.0, "FID-8": 15.0, "IS": 26.0})
+    _result(rep / "runs" / "zs", {"FID-0": 27.0, "SOA-C": 35.0, "SOA-I": 50.0}, model="lafite-cc3m-zeroshot",
+            paper={"table": "zero-shot (pre-trained on CC3M, evaluated on MS-COCO 256²)", "row": "Lafite"},
+            per_class=per_class)
+    job = run_report([rep])
+    assert set(job.tables) == {"lang_free", "zero_shot"}
+    assert {"tables/lang_free.tex", "tables/zero_shot.csv", "index.html", "leaderboard.csv"} <= set(job.files)
+    board = pd.read_csv(rep / "leaderboard.csv")
+    assert list(board["model"]) == ["lafite-coco-g", "lafite-cc3m-zeroshot"]  # sorted by FID-0
+    page = (rep / "index.html").read_text()
+    assert page.count("<svg") >= 2 and "SOA per class" in page and "<details>" in page
+    assert "https://" not in page.split("</style>")[1].split("xmlns")[0]  # nothing fetched to view it
+    r = runner_invoke("report", str(rep), "--sort-by", "SOA-C")
+    assert r.exit_code == 0 and "lafite-cc3m-zeroshot" in r.stdout
+    r = runner_invoke("report", str(rep), "--sort-by", "CLIP")
+    assert r.exit_code == 2 and "--sort-by" in r.output
+
+
+def runner_invoke(*args: str):
+    from typer.testing import CliRunner
+
+    from lafitebench.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_html_report_renders_in_headless_chromium(tmp_path):
+    """The standalone page in a real browser: not blank, tables and plots in the DOM."""
+    from PIL import Image
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
+        pytest.skip("chromium not installed")
+    rep = tmp_path / "rep"
+    for k, v in enumerate((19.0, 19.4)):
+        _result(rep / "runs" / f"g{k}", {"FID-0": v, "FID-1": 18.5, "FID-2": 18.0, "FID-4": 17.0, "FID-8": 15.0})
+    run_report([rep])
+    url = (rep / "index.html").resolve().as_uri()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'p'}"]
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1200,1400", url], check=True,
+                   capture_output=True, timeout=120)
+    img = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert img.shape[0] > 500 and img.std() > 10 and (img < 128).mean() > 0.005  # text and lines drawn, not blank
+    dom = subprocess.run([browser, *flags, "--dump-dom", url], check=True, capture_output=True, text=True,
+                         timeout=120).stdout
+    assert dom.count("<table") >= 2 and "<svg" in dom and "Lafite-G" in dom and "lafite-coco-g (measured)" in dom
+
+
+def test_eval_report_adds_runs_and_rebuilds_the_folder(tmp_path):
+    from lafitebench.encoders.inception import save_random_inception_weights
+
+    from PIL import Image
+
+    weights = save_random_inception_weights(tmp_path / "w.pth")
+    for name, seed in (("a", 0), ("b", 1)):
+        (tmp_path / name).mkdir()
+        rng = np.random.default_rng(seed)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    rep = tmp_path / "rep"
+    args = ["eval", "--samples", str(tmp_path / "a"), "--reference", str(tmp_path / "b"), "--resolution", "32",
+            "--metrics", "fid",
+            "--inception-weights", str(weights), "--no-cache", "--report", str(rep)]
+    for _ in range(2):
+        r = runner_invoke(*args)
+        assert r.exit_code == 0, r.output
+    assert len(list((rep / "runs").glob("*/results.json"))) == 2
+    board = pd.read_csv(rep / "leaderboard.csv")
+    assert board["runs"].tolist() == [2] and board["FID-0 std"].item() == 0.0  # same inputs, same number
+    assert (rep / "index.html").is_file()
+    r = runner_invoke(*args[:-2], "--report", str(rep), "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "--out" in r.output

@@ -64,7 +64,7 @@ def _known_params() -> set[str]:
 
     return ({f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES)
             | {"samples", "data_root", "split", "overwrite", "variant", "table", "model", "num", "noise_mode",
-               "image_format", "truncation", "batch_size", "cycle"}
+               "image_format", "truncation", "batch_size", "cycle", "report", "results", "sort_by"}
             | {f.name for f in dataclasses.fields(PrepareConfig)} | {"export_official"})
 
 

@@ -116,6 +116,9 @@ def eval_cmd(
     compare: Optional[str] = typer.Option(None, "--compare", metavar="TABLE",
                                           help="Print the results beside a paper table: lang_free, zero_shot, supervised."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress stays on stderr)."),
+    report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",
+                                          help="Add the result to a report folder (DIR/runs/<run>/) and rebuild its "
+                                               "tables, leaderboard and index.html."),
 ) -> None:
     from ..errors import InputError
     from ..jobs.eval import run_eval
@@ -149,12 +152,19 @@ def eval_cmd(
     generation = GenerateConfig(split=split, num=num, seed=gen_seed, device=device, batch_size=batch_size,
                                 clip_model=text_clip_model, clip_weights=str(text_clip_weights) if text_clip_weights else None,
                                 data_root=str(data_root) if data_root else None)
+    if report is not None and out is not None:
+        raise InputError("--report puts the result under DIR/runs/; do not also pass --out", param="out")
+    if report is not None and report.exists() and not report.is_dir():
+        raise InputError(f"report folder {report} is a file; choose a folder", param="report")
     job = run_eval(samples if (samples or model) else DEFAULT_SAMPLES, ref, metrics=metric_list, captions=captions,
                    data_root=data_root, reference_captions=reference_captions, reference_split=reference_split,
-                   out=out or _default_out(), overwrite=overwrite, allow_outside_paths=allow_outside_paths,
-                   config=config, model=model, generation=generation, stream=stream)
+                   out=out or (None if report is not None else _default_out()), overwrite=overwrite,
+                   allow_outside_paths=allow_outside_paths, config=config, model=model, generation=generation,
+                   stream=stream, report=report)
     if distributed.is_main():
         _show(job, as_json, compare)
+        if job.report_files:
+            err_console.print(f"report updated: {job.report_files.get('index.html')}")
         for name, why in job.result.failed.items():
             err_console.print(f"[bold red]error:[/] {name} could not be computed: {why}")
         for w in job.warnings:

@@ -1,33 +1,62 @@
-"""``lafitebench report``: a saved result beside the paper's table (:func:`~lafitebench.jobs.report.run_report`)."""
+"""``lafitebench report``: results merged into the paper's tables (:func:`~lafitebench.jobs.report.run_report`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 from .common import err_console, out_console
 from .errors import boundary
 
-REPORT_HELP = """Print saved results beside the paper's table and write CSV/Markdown.
+REPORT_HELP = """Put measured results beside the paper's tables; write CSV, Markdown, LaTeX, JSON,
+a leaderboard and a standalone HTML page.
+
+RESULTS are results.json files or folders holding them (searched recursively). A report folder
+accumulates: `lafitebench eval --report DIR` adds a run to DIR/runs/, and `lafitebench report
+DIR` rebuilds DIR/tables/, DIR/leaderboard.csv/.md and DIR/index.html. Several runs of the same
+model and split (seeds) are shown as mean ± std with their count; a row measured with another
+protocol than the paper's (fewer samples, another reference, blur preset or detector) is
+marked † with the differences in a footnote.
 
 Examples:
 
 \b
-  lafitebench report reports/runs/20261122-101500 --table lang_free
-  lafitebench report --table supervised      # the paper's table alone
+  lafitebench report --list
+  lafitebench report --table lang_free                 # the paper's table alone
+  lafitebench report reports/mine                      # a report folder: every table with measured rows
+  lafitebench report runs/a runs/b --table zero_shot --out reports/zs
 """
 
 
 @boundary
-def report_cmd(result: Optional[Path] = typer.Argument(None, metavar="[RESULT]", help="results.json or the folder holding it."),
-               table: str = typer.Option("lang_free", "--table", help="lang_free, zero_shot, supervised or supervised_other."),
-               label: str = typer.Option("this run", "--label", help="Row label of your result."),
-               out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Write report.csv and report.md here.")) -> None:
-    from ..jobs.report import run_report
+def report_cmd(results: Optional[List[Path]] = typer.Argument(None, metavar="[RESULTS]...",
+                                                             help="results.json files or folders holding them."),
+               table: Optional[str] = typer.Option(None, "--table", metavar="NAME",
+                                                   help="lang_free, zero_shot, supervised or supervised_other "
+                                                        "(default: every table with measured rows)."),
+               out: Optional[Path] = typer.Option(None, "--out", metavar="DIR",
+                                                  help="Report folder to write (default: the one folder given)."),
+               label: Optional[str] = typer.Option(None, "--label", help="Row name of the given results "
+                                                   "(default: the model id or the samples' name)."),
+               sort_by: Optional[str] = typer.Option(None, "--sort-by", metavar="METRIC",
+                                                     help="Leaderboard order (default FID-0)."),
+               list_: bool = typer.Option(False, "--list", help="List the paper's tables and exit.")) -> None:
+    from ..jobs.report import list_tables, run_report
     from ..reports import rich_table
+    from ..reports.paper import get_table
+    from ..reports.render import rich_merged
 
-    job = run_report(result, table, label=label, out=out)
-    out_console.print(rich_table(job.table, title=f"LAFITE paper, {table}", index=True))
+    if list_:
+        out_console.print(rich_table(list_tables(), title="paper tables (lafitebench report --table NAME)"))
+        return
+    job = run_report(results or [], table, out=out, sort_by=sort_by, label=label)
+    for table_id, merged in job.tables.items():
+        out_console.print(rich_merged(merged, get_table(table_id).title))
+    if not job.leaderboard.empty:
+        board = job.leaderboard[[c for c in job.leaderboard.columns if not c.endswith(" std")
+                                 and c != "checkpoint_sha256"]]
+        out_console.print(rich_table(board, title="leaderboard of measured runs"))
     if job.files:
-        err_console.print(f"wrote {job.files['csv']} and {job.files['md']}")
+        html = job.files.get("index.html")
+        err_console.print(f"wrote {len(job.files)} files" + (f"; open {html}" if html else ""))

@@ -39,6 +39,7 @@ class EvalJob:
     skipped: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    report_files: dict[str, Path] = field(default_factory=dict)
 
 
 def load_samples(samples: str | os.PathLike, captions: str | os.PathLike | None, resolution: int,
@@ -159,7 +160,8 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
              reference_split: str | None = None, out: str | os.PathLike | None = None,
              overwrite: bool = False, allow_outside_paths: bool = False,
              config: EvalConfig | None = None, model: str | None = None,
-             generation: "GenerateConfig | None" = None, stream: bool = False) -> EvalJob:
+             generation: "GenerateConfig | None" = None, stream: bool = False,
+             report: str | os.PathLike | None = None) -> EvalJob:
     """Evaluate a samples folder (or data set) against a reference and save CSV/JSON/Markdown to ``out``.
 
     ``metrics="auto"`` computes every metric whose inputs exist and lists each one left out with
@@ -168,6 +170,8 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
     it). Under torchrun only rank 0 writes ``out``. ``out`` is checked before any work (a file in the
     way, an earlier result without ``overwrite``, read-only); the files are written as one set, and
     if writing still fails the result is saved to a fallback folder named in ``job.warnings``.
+    ``report``: a report folder; the result goes to ``report/runs/<run>/`` and the folder's tables,
+    leaderboard and HTML page are rebuilt (:func:`lafitebench.jobs.report.run_report`).
 
     Raises:
         InputError / WeightsError: bad input, before any network runs.
@@ -187,12 +191,46 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
     config = _kid_subset(dataclasses.replace(config, metrics=metrics), n, n_ref)
     result = evaluate(s, r, config)
     result.provenance["metrics_requested"] = metrics if isinstance(metrics, str) else list(metrics)
+    identity = generation_identity(s)
+    if identity:
+        result.provenance["generation"] = identity
+        paper = paper or paper_row(str((identity.get("model") or {}).get("id")))
     if paper is not None:
         result.provenance["paper"] = paper
     result.provenance["metrics_skipped"] = result.skipped
     files: dict[str, Path] = {}
     warnings: list[str] = []
+    report_files: dict[str, Path] = {}
+    if report is not None and out is None:
+        from .report import RUNS_DIR, run_dir_name
+
+        base = Path(report) / RUNS_DIR / run_dir_name(result.provenance)
+        out = next(p for p in (base if k == 0 else base.with_name(f"{base.name}-{k + 1}") for k in range(10_000))
+                   if not p.exists())
     if out is not None and distributed.is_main():
         files, warning = save_with_fallback(out, result, overwrite)
         warnings += [warning] if warning else []
-    return EvalJob(result=result, skipped=result.skipped, files=files, warnings=warnings)
+    if report is not None and distributed.is_main() and files:
+        from .report import run_report
+
+        report_files = run_report([report]).files
+    return EvalJob(result=result, skipped=result.skipped, files=files, warnings=warnings, report_files=report_files)
+
+
+def generation_identity(samples: Any) -> dict[str, Any] | None:
+    """The generation run behind a sample set: a streamed set's identity, or the ``generate.json``
+    of a folder written by ``lafitebench generate`` (model, checkpoint sha256, split and hash, settings)."""
+    import json
+
+    ident = getattr(samples, "identity", None)
+    if isinstance(ident, dict):
+        return ident
+    root = getattr(samples, "root", None)
+    path = Path(root) / "generate.json" if root else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None  # not ours to judge here: the samples themselves were read fine
+    return data if isinstance(data, dict) and data.get("kind") == "lafitebench-samples" else None

@@ -1,4 +1,4 @@
-"""Result tables: save as CSV / JSON (with provenance) / Markdown, render with Rich, and put beside the paper.
+"""Result files: save as CSV / JSON (with provenance) / Markdown, read back, render with Rich.
 
 A result table has one row per metric with the columns ``metric_id`` (the protocol spelled out,
 e.g. ``fid_blur2_lafite``), ``metric`` (the short name the paper uses, e.g. ``FID-2``),
@@ -14,62 +14,9 @@ from typing import Any
 import pandas as pd
 from rich.table import Table
 
-from .errors import InputError
-from .settings import ENV_REPORTS, data_dir
-from .io.files import write_file_set
-from .io.files import read_text
-from .io.jsonable import table_records
-
-PAPER_TABLES = ("lang_free", "zero_shot", "supervised", "supervised_other")
-
-
-def reports_dir() -> Path:
-    """The ``reports/`` folder holding the paper's tables (``$LAFITEBENCH_REPORTS`` overrides)."""
-    return data_dir("reports")
-
-
-def paper_table(table: str | None = None) -> pd.DataFrame:
-    """The paper's numbers as a long table (one row per model × metric).
-
-    ``table`` selects one of ``lang_free``, ``zero_shot``, ``supervised``, ``supervised_other``;
-    rows with ``verified == "no"`` are commonly cited numbers not checked against the paper.
-    """
-    path = reports_dir() / "paper_tables.csv"
-    if not path.is_file():
-        raise InputError(f"paper tables not found at {path}; set {ENV_REPORTS} to the repository's reports/ folder")
-    df = pd.read_csv(path)
-    if table is not None:
-        if table not in PAPER_TABLES:
-            raise InputError(f"unknown paper table {table!r}; choose one of {', '.join(PAPER_TABLES)}")
-        df = df[df["table"] == table].reset_index(drop=True)
-    return df
-
-
-def paper_wide(table: str) -> pd.DataFrame:
-    """One of the paper's tables in its printed shape: models as rows, metrics as columns.
-
-    A table that covers several data sets (``supervised_other``) labels its rows ``model (data set)``.
-    """
-    df = paper_table(table).copy()
-    if df["dataset"].nunique() > 1:
-        df["model"] = df["model"] + " (" + df["dataset"] + ")"
-    order = list(dict.fromkeys(df["metric"]))
-    wide = df.pivot_table(index="model", columns="metric", values="value", aggfunc="first")[order]
-    return wide.loc[list(dict.fromkeys(df["model"]))]
-
-
-def beside_paper(results: pd.DataFrame, table: str, label: str = "this run") -> pd.DataFrame:
-    """Append a row with ``results`` (a result table) to the paper's ``table`` for the metrics it shares."""
-    wide = paper_wide(table)
-    ours = {m: v for m, v in zip(results["metric"], results["value"]) if m in wide.columns}
-    if not ours:
-        raise InputError(
-            f"the results share no metric with paper table {table!r} "
-            f"(results have {sorted(set(results['metric']))}; the table has {list(wide.columns)})"
-        )
-    row = pd.DataFrame([ours], index=[label]).reindex(columns=wide.columns)
-    return pd.concat([wide, row])
-
+from ..errors import InputError
+from ..io.files import read_text, write_file_set
+from ..io.jsonable import table_records
 
 def to_markdown(df: pd.DataFrame, index: bool = False, floatfmt: str = ".4g") -> str:
     """A GitHub Markdown table (no extra dependency: pandas' to_markdown needs ``tabulate``)."""
