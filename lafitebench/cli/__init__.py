@@ -14,6 +14,7 @@ from .data import data_app
 from .eval import EVAL_HELP, eval_cmd
 from .generate import GENERATE_HELP, generate_cmd
 from .report import REPORT_HELP, report_cmd
+from .train import MAPPER_HELP, TRAIN_HELP, train_cmd, train_mapper_cmd
 from .zoo import zoo_app
 
 def _textwrap_module():
@@ -51,6 +52,7 @@ Examples:
   torchrun --standalone --nproc_per_node 2 -m lafitebench eval \\
       --samples out/ --reference real/
   lafitebench data prepare coco-mini --out stores/mini --resolution 64
+  lafitebench train --variant g --data stores/mini --out runs/tiny --preset tiny
   lafitebench zoo list
   lafitebench report reports/runs/<run> --table lang_free""",
     no_args_is_help=True,
@@ -62,6 +64,8 @@ app.add_typer(data_app, name="data")
 app.command("eval", help=EVAL_HELP)(eval_cmd)
 app.command("generate", help=GENERATE_HELP)(generate_cmd)
 app.command("report", help=REPORT_HELP)(report_cmd)
+app.command("train", help=TRAIN_HELP)(train_cmd)
+app.command("train-mapper", help=MAPPER_HELP)(train_mapper_cmd)
 
 
 def _version(value: bool) -> None:

@@ -60,12 +60,14 @@ def _known_params() -> set[str]:
     import dataclasses
 
     from ..data.store import PrepareConfig
+    from ..training.config import TrainConfig
     from ..metrics.config import EvalConfig
 
     return ({f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES)
             | {"samples", "data_root", "split", "overwrite", "variant", "table", "model", "num", "noise_mode",
                "image_format", "truncation", "batch_size", "cycle", "report", "results", "sort_by"}
-            | {f.name for f in dataclasses.fields(PrepareConfig)} | {"export_official"})
+            | {f.name for f in dataclasses.fields(PrepareConfig)} | {"export_official"}
+            | {f.name for f in dataclasses.fields(TrainConfig)})
 
 
 _KNOWN_PARAMS: set[str] = set()

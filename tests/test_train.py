@@ -1,0 +1,300 @@
+"""Training: loss terms against direct formulas, pseudo-text statistics, gradient flow through
+CLIP, the tiny preset end to end, exact resume, the mapper, DDP batch split, bad input."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from typer.testing import CliRunner
+
+from lafitebench.cli import app
+from lafitebench.errors import InputError
+from lafitebench.jobs.train import run_train, run_train_mapper
+from lafitebench.training.config import TrainConfig
+from lafitebench.training.losses import (clip_view_of_generated, condition, contrastive_loss, d_adversarial,
+                                         g_adversarial, r1_penalty)
+
+runner = CliRunner()
+CLIP_NAME = "lafitebench-test-clip-64"
+CLIP_CONFIG = {"embed_dim": 64,
+               "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+DRIVER = Path(__file__).parent / "helpers" / "train_driver.py"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    import open_clip
+
+    from lafitebench.data.store import PrepareConfig, prepare_store
+
+    root = tmp_path_factory.mktemp("train")
+    cfg = root / f"{CLIP_NAME}.json"
+    cfg.write_text(json.dumps(CLIP_CONFIG))
+    open_clip.add_model_config(cfg)
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model(CLIP_NAME).state_dict(), root / "clip.pt")
+    prepare_store(PrepareConfig(source="coco-mini", out=str(root / "store"), resolution=32, clip_model=CLIP_NAME,
+                                clip_weights=str(root / "clip.pt"), shard_size=50, device="cpu", progress=False))
+    return {"root": root, "store": root / "store", "clip": root / "clip.pt", "clip_config": cfg}
+
+
+def _cfg(env, out: Path, **kw) -> TrainConfig:
+    base = dict(variant="g", data=str(env["store"]), out=str(out), preset="tiny", device="cpu", kimg=0.048, snap=0.024,
+                metrics="none", progress=False, tensorboard=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ------------------------------------------------------------------------------------------ losses
+
+def test_contrastive_forms_against_direct_formulas():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    s = F.normalize(a, dim=1) @ F.normalize(b, dim=1).t()
+    tau = 0.5
+    # paper InfoNCE, both directions mixed by lam
+    row = torch.stack([-(s[i, i] / tau - torch.logsumexp(s[i] / tau, 0)) for i in range(5)])
+    col = torch.stack([-(s[i, i] / tau - torch.logsumexp(s[:, i] / tau, 0)) for i in range(5)])
+    assert torch.allclose(contrastive_loss(a, b, tau, 0.3, "paper"), 0.3 * row + 0.7 * col, atol=1e-6)
+    # official: exp(S/τ) logits, log(τ·p), lam = 0 → the column softmax only
+    e = torch.exp(s / tau)
+    p_col = torch.stack([torch.exp(e[i, i]) / torch.exp(e[:, i]).sum() for i in range(5)])
+    assert torch.allclose(contrastive_loss(a, b, tau, 0.0, "official"), -torch.log(tau * p_col), atol=1e-5)
+    p_row = torch.stack([torch.exp(e[i, i]) / torch.exp(e[i]).sum() for i in range(5)])
+    assert torch.allclose(contrastive_loss(a, b, tau, 1.0, "official"), -torch.log(tau * p_row), atol=1e-5)
+    assert torch.allclose(contrastive_loss(a, b, 0.0), -torch.diagonal(s), atol=1e-6)
+    with pytest.raises(InputError, match="lam"):
+        contrastive_loss(a, b, tau, 1.5)
+
+
+def test_adversarial_and_r1_terms():
+    real, fake = torch.tensor([[0.5], [-1.0]]), torch.tensor([[2.0], [0.1]])
+    assert torch.allclose(g_adversarial(fake), torch.log1p(torch.exp(-fake.flatten())))
+    assert torch.allclose(d_adversarial(real, fake), torch.log1p(torch.exp(fake.flatten())) +
+                          torch.log1p(torch.exp(-real.flatten())))
+    x = torch.randn(3, 3, 4, 4, requires_grad=True)
+    w = torch.randn(3, 4, 4)
+    logits = (x * w).sum(dim=[1, 2, 3])  # d logit / dx = w: ||w||² per sample
+    assert torch.allclose(r1_penalty(logits, x), w.square().sum().expand(3), atol=1e-5)
+
+
+def test_gaussian_pseudo_text_statistics_and_mixing():
+    g = torch.Generator().manual_seed(0)
+    img = F.normalize(torch.randn(4000, 512, generator=g), dim=1)
+    h = condition(img, None, 1.0, g)
+    cos = (h * img).sum(1)
+    assert abs(float(cos.mean()) - 0.32) < 0.01 and torch.allclose(h.norm(dim=1), torch.ones(4000), atol=1e-5)
+    txt = F.normalize(torch.randn(4000, 512, generator=g), dim=1)
+    sup = condition(img, txt, 0.0, g)
+    assert float((sup * txt).sum(1).mean()) > 0.99 and float((sup * img).sum(1).abs().mean()) < 0.05
+    half = condition(img, txt, 0.5, g)
+    frac = float(((half * img).sum(1) > 0.2).float().mean())
+    assert 0.45 < frac < 0.55
+
+
+def test_clip_view_of_generated_images():
+    g = torch.Generator().manual_seed(0)
+    small = clip_view_of_generated(torch.zeros(2, 3, 32, 32), g, size=224)
+    assert small.shape == (2, 3, 224, 224)
+    white = (1.0 - 0.48145466) / 0.26862954  # padding is white (1.0 in [-1, 1])
+    assert torch.isclose(small[:, 0], torch.tensor(white)).float().mean() > 0.9
+    big = clip_view_of_generated(torch.zeros(2, 3, 256, 256, requires_grad=True), g, size=224)
+    assert big.shape == (2, 3, 224, 224) and big.requires_grad
+
+
+def test_gradient_flows_through_clip_into_the_generator(env):
+    from lafitebench.encoders.clip import load_clip
+    from lafitebench.models.generator import Generator
+
+    model, _, _, _ = load_clip(CLIP_NAME, None, env["clip"], "cpu")
+    model.requires_grad_(False)
+    torch.manual_seed(0)
+    G = Generator(z_dim=16, w_dim=16, img_resolution=32, f_dim=64, mapping_kwargs={"num_layers": 2},
+                  synthesis_kwargs={"channel_base": 256, "channel_max": 32})
+    h = F.normalize(torch.randn(4, 64), dim=1)
+    img = G(torch.randn(4, 16), h, noise_mode="const")
+    feats = model.encode_image(clip_view_of_generated(img, torch.Generator().manual_seed(1), size=32))
+    contrastive_loss(feats, h, 0.5).mean().backward()
+    grads = [p.grad for n, p in G.named_parameters() if n.startswith("synthesis") and p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(p.grad is None for p in model.parameters())  # CLIP stays frozen
+
+
+# ------------------------------------------------------------------------------------------ training
+
+def _snapshot_tensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_tiny_preset_trains_and_its_snapshot_generates(env, tmp_path):
+    """The tiny preset end to end: finite losses, D learns to separate real from generated
+    (its adversarial loss falls from about 2·log 2, the real-minus-fake logit gap grows), and
+    the snapshot loads with load_model and generates through the CLI."""
+    from lafitebench.loading import load_model
+
+    job = run_train(_cfg(env, tmp_path / "run", kimg=0.4, snap=0.2))
+    assert job.kimg == pytest.approx(0.4) and len(job.snapshots) == 2
+    assert all(math.isfinite(v) for rec in job.losses for v in rec.values())
+    n = len(job.losses)
+    mean = lambda k, a, b: float(np.mean([rec[k] for rec in job.losses[a:b]]))  # noqa: E731
+    assert mean("D_adv", n // 2, n) < mean("D_adv", 0, n // 4) - 0.05
+    assert mean("D_real_minus_fake", n // 2, n) > mean("D_real_minus_fake", 0, n // 4) + 0.1
+    first, last = load_model(job.snapshots[0]), load_model(job.snapshots[-1])
+    assert last.metadata["variant"] == "g" and last.D is not None and last.G is not None
+    assert first.metadata["provenance"]["kimg"] == pytest.approx(0.2)
+    logs = [json.loads(line) for line in (job.run_dir / "log.jsonl").read_text().splitlines()]
+    assert len(logs) == 50 and {"G", "D", "G_adv", "D_adv", "G_pl", "D_r1"} <= set(logs[0]["losses"])
+    assert (job.run_dir / "grid-000000400.png").is_file() and (job.run_dir / "config.json").is_file()
+    r = runner.invoke(app, ["generate", "--model", str(job.snapshots[-1]), "--split", str(env["store"]), "--num", "4",
+                            "--out", str(tmp_path / "gen"), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "gen").glob("*.png"))) == 4
+
+
+def test_resume_equals_an_uninterrupted_run_bit_for_bit(env, tmp_path):
+    full = run_train(_cfg(env, tmp_path / "full"))
+    part = run_train(_cfg(env, tmp_path / "part", kimg=0.024))
+    assert len(part.snapshots) == 1
+    again = run_train(_cfg(env, tmp_path / "part", kimg=0.048, resume=True))
+    assert again.resumed_from is not None and again.kimg == pytest.approx(0.048)
+    a, b = _snapshot_tensors(full.snapshots[-1]), _snapshot_tensors(again.snapshots[-1])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # starting again in a finished run folder with the same options resumes (and has nothing to do)
+    same = run_train(_cfg(env, tmp_path / "full"))
+    assert same.resumed_from is not None and same.snapshots == []
+
+
+def test_another_runs_folder_is_refused_and_bad_options(env, tmp_path):
+    run_train(_cfg(env, tmp_path / "run", kimg=0.008, snap=0.008))
+    with pytest.raises(InputError, match="another run's config"):
+        run_train(_cfg(env, tmp_path / "run", kimg=0.008, snap=0.008, itd=1.0))
+    with pytest.raises(InputError, match="CLIP lafitebench-test-clip-64"):
+        run_train(_cfg(env, tmp_path / "b", clip_model="ViT-B-16"))
+    with pytest.raises(InputError, match="mixing_prob must be 0"):
+        run_train(_cfg(env, tmp_path / "c", variant="supervised", mixing_prob=0.5))
+    r = runner.invoke(app, ["train", "--variant", "x", "--data", str(env["store"]), "--out", str(tmp_path / "d")])
+    assert r.exit_code == 2 and "--variant" in r.output
+    r = runner.invoke(app, ["train", "--variant", "g", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "e"),
+                            "--preset", "tiny", "--metrics", "none"])
+    assert r.exit_code == 2
+
+
+def test_init_from_a_model_of_another_resolution_is_refused(env, tmp_path, shared_dir):
+    from lafitebench import zoo
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = zoo.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", tmp_path / "tiny64.safetensors",
+                            variant="g")
+    with pytest.raises(InputError, match="64² model but the data .* holds 32² images"):
+        run_train(_cfg(env, tmp_path / "ft", init=str(model), preset="tiny"))
+
+
+def _zip_without_text(env, path: Path) -> Path:
+    """An official-format zip with image features only (a language-free data set)."""
+    from lafitebench.data.store import FeatureStore
+
+    data = FeatureStore(env["store"]).load()
+    img_feats = []
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(24):
+            name = f"{i:08d}"
+            member = f"{name[:5]}/img{name}.png"
+            buf = io.BytesIO()
+            Image.fromarray(data["images"][i].permute(1, 2, 0).numpy()).save(buf, format="png")
+            zf.writestr(member, buf.getvalue())
+            img_feats.append([member, data["img_features"][i].tolist()])
+        zf.writestr("dataset.json", json.dumps({"labels": None, "clip_img_features": img_feats,
+                                                "clip_txt_features": None}))
+    return path
+
+
+def test_language_free_data_without_captions(env, tmp_path):
+    z = _zip_without_text(env, tmp_path / "nocap.zip")
+    job = run_train(_cfg(env, tmp_path / "g", data=str(z), kimg=0.016, snap=0.016))
+    assert job.snapshots
+    with pytest.raises(InputError, match="have no text features"):
+        run_train(_cfg(env, tmp_path / "s", data=str(z), variant="supervised"))
+    with pytest.raises(InputError, match="--mapper|mapper"):
+        run_train(_cfg(env, tmp_path / "nn", data=str(z), variant="nn"))
+
+
+def test_mapper_training_reduces_its_contrastive_loss_and_nn_uses_it(env, tmp_path):
+    from lafitebench.models.pseudo_text import load_perturbation_network
+    from lafitebench.training.data import TrainingData
+    from lafitebench.training.mapper import mapper_loss, train_mapper
+
+    data = TrainingData(env["store"])
+    before = train_mapper(data, tmp_path / "m0.pth", steps=1, seed=0, progress=False)
+    after = train_mapper(data, tmp_path / "m.pth", steps=150, lr=1e-3, seed=0, progress=False)
+    assert mapper_loss(after.network, data) < mapper_loss(before.network, data) - 0.05
+    net = load_perturbation_network(tmp_path / "m.pth", feature_dim=64)
+    assert net.hidden_dim == 1024
+    job = run_train(_cfg(env, tmp_path / "nn", variant="nn", mapper=str(tmp_path / "m.pth"), kimg=0.008, snap=0.008))
+    from lafitebench.loading import load_model
+
+    assert load_model(job.snapshots[-1]).P is not None
+    r = runner.invoke(app, ["train-mapper", "--data", str(env["store"]), "--out", str(tmp_path / "cli.pth"),
+                            "--steps", "20", "--device", "cpu"])
+    assert r.exit_code == 0 and "contrastive loss" in r.stdout
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_snapshot(env, tmp_path, monkeypatch):
+    from lafitebench.training import loop
+
+    out = tmp_path / "run"
+    run_train(_cfg(env, out, kimg=0.016, snap=0.016))
+    before = {p.name: p.read_bytes() for p in out.glob("*.safetensors")}
+    real = loop.g_adversarial
+    monkeypatch.setattr(loop, "g_adversarial", lambda logits: real(logits) * float("nan"))
+    with pytest.raises(loop.TrainingDiverged, match="step 2"):
+        run_train(_cfg(env, out, kimg=0.032, snap=0.016, resume=True))
+    assert {p.name: p.read_bytes() for p in out.glob("*.safetensors")} == before
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_split_each_batch(env, tmp_path):
+    one = run_train(_cfg(env, tmp_path / "one", kimg=0.016, snap=0.016))
+    logs_one = [json.loads(line) for line in (one.run_dir / "log.jsonl").read_text().splitlines()]
+    torchrun = shutil.which("torchrun") or pytest.fail("torchrun not found")
+    args = {"clip_config": str(env["clip_config"]),
+            "train": {"variant": "g", "data": str(env["store"]), "out": str(tmp_path / "two"), "preset": "tiny",
+                      "device": "cpu", "kimg": 0.016, "snap": 0.016, "metrics": "none", "progress": False,
+                      "tensorboard": False}}
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    r = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(DRIVER), str(tmp_path / "args.json")],
+                       capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    logs_two = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
+    assert len(logs_two) == len(logs_one) == 2
+    for a, b in zip(logs_one, logs_two):
+        r0, r1 = b["rank_images"]
+        assert len(r0) == len(r1) == 4 and not set(r0) & set(r1)
+        assert r0 + r1 == a["rank_images"][0]  # the global batch, split in rank order
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["config"]["batch"] == 8
+
+
+@pytest.mark.slow
+@pytest.mark.real_assets
+def test_snapshot_fid_with_the_real_inception(env, tmp_path, shared_dir, monkeypatch):
+    monkeypatch.setenv("LAFITEBENCH_WEIGHTS", str(shared_dir / "assets" / "inception"))
+    job = run_train(_cfg(env, tmp_path / "fid", kimg=0.016, snap=0.016, metrics="fid", fid_num=16))
+    recs = [json.loads(line) for line in (job.run_dir / "metric-fid.jsonl").read_text().splitlines()]
+    assert len(recs) == 1 and recs[0]["n"] == 16 and math.isfinite(recs[0]["fid"]) and recs[0]["fid"] > 0
+    assert sys.modules.get("lafitebench") is not None and np.isfinite(job.fid[0]["fid"])
