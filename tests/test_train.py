@@ -195,6 +195,26 @@ def test_another_runs_folder_is_refused_and_bad_options(env, tmp_path):
     assert r.exit_code == 2
 
 
+def test_itc_loads_the_frozen_clip_or_fails_before_training(env, tmp_path):
+    from lafitebench.errors import WeightsError
+
+    with pytest.raises(WeightsError):
+        run_train(_cfg(env, tmp_path / "offline", itc=1.0))
+    assert not list((tmp_path / "offline").glob("*.safetensors")) and not (tmp_path / "offline" / "log.jsonl").exists()
+    job = run_train(_cfg(env, tmp_path / "itc", itc=1.0, clip_weights=str(env["clip"]), kimg=0.016, snap=0.016,
+                         batch_gpu=4))  # with gradient accumulation in rounds of 4
+    assert job.snapshots and all("G_itc" in rec for rec in job.losses)
+
+
+def test_finetune_from_a_snapshot(env, tmp_path):
+    base = run_train(_cfg(env, tmp_path / "base", kimg=0.008, snap=0.008))
+    job = run_train(_cfg(env, tmp_path / "ft", init=str(base.snapshots[-1]), kimg=0.008, snap=0.008))
+    from lafitebench.loading import load_model
+
+    meta = load_model(job.snapshots[-1]).metadata
+    assert meta["provenance"]["start"]["init"] == str(base.snapshots[-1])
+
+
 def test_init_from_a_model_of_another_resolution_is_refused(env, tmp_path, shared_dir):
     from lafitebench import zoo
 
@@ -276,7 +296,7 @@ def test_ddp_two_processes_split_each_batch(env, tmp_path):
     args = {"clip_config": str(env["clip_config"]),
             "train": {"variant": "g", "data": str(env["store"]), "out": str(tmp_path / "two"), "preset": "tiny",
                       "device": "cpu", "kimg": 0.016, "snap": 0.016, "metrics": "none", "progress": False,
-                      "tensorboard": False}}
+                      "tensorboard": False, "batch": 8}}
     (tmp_path / "args.json").write_text(json.dumps(args))
     r = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(DRIVER), str(tmp_path / "args.json")],
                        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})

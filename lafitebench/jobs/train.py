@@ -218,9 +218,12 @@ def run_train(cfg: TrainConfig) -> TrainJob:
         TrainingDiverged: a loss became NaN/Inf (step named; the last snapshot is intact).
     """
     started = time.perf_counter()
+    per_gpu_batch = cfg.batch is None  # the official default: the preset's batch on every process
     cfg = resolve(cfg)
     device = resolve_device(cfg.device)
     distributed.init(device)
+    if per_gpu_batch and distributed.world_size() > 1:
+        cfg = dataclasses.replace(cfg, batch=cfg.batch * distributed.world_size())
     pre_state = latest_state(Path(cfg.out)) if cfg.resume and Path(cfg.out).is_dir() else None
     if pre_state is not None:
         cfg = _resumed_config(cfg, pre_state)
