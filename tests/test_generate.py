@@ -18,16 +18,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from helpers.tiny_clip import CLIP_NAME, tiny_clip
 from lafitebench.cli import app
 from lafitebench.data.splits import caption_file_split, get_split
 from lafitebench.errors import InputError
 
 runner = CliRunner()
 DRIVER = Path(__file__).parent / "helpers" / "gen_driver.py"
-CLIP_NAME = "lafitebench-test-clip-64"
-CLIP_CONFIG = {"embed_dim": 64,
-               "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 CAPTIONS = [f"a photo of {w}" for w in ("a cat", "two dogs", "a red bus", "a bowl of fruit", "a snowy street",
                                          "a kite in the sky", "a plate of pasta", "a man on a horse", "a boat",
                                          "a giraffe", "a clock tower", "a pizza")]
@@ -35,18 +32,10 @@ CAPTIONS = [f"a photo of {w}" for w in ("a cat", "two dogs", "a red bus", "a bow
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, shared_dir):
-    import open_clip
-    import torch
-
     from lafitebench import zoo
 
     root = tmp_path_factory.mktemp("gen")
-    cfg = root / f"{CLIP_NAME}.json"
-    cfg.write_text(json.dumps(CLIP_CONFIG))
-    open_clip.add_model_config(cfg)
-    torch.manual_seed(0)
-    clip_weights = root / "clip.pt"
-    torch.save(open_clip.create_model(CLIP_NAME).state_dict(), clip_weights)
+    cfg, clip_weights = tiny_clip(root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fixture's CLIP backbone is unknown
         model = zoo.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", root / "tiny.safetensors",

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from helpers.tiny_clip import CLIP_NAME, tiny_clip
 from lafitebench.cli import app
 from lafitebench.data.readers import read_official_zip
 from lafitebench.data.splits import get_split
@@ -20,25 +21,12 @@ from lafitebench.data.store import (FeatureStore, PrepareConfig, check_clip_matc
 from lafitebench.errors import InputError
 
 runner = CliRunner()
-CLIP_NAME = "lafitebench-test-clip-64"
-CLIP_CONFIG = {"embed_dim": 64,
-               "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 LONG = ("a very long caption about a kitchen, with a table, chairs, a stove and a window. " * 6).strip()
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    import open_clip
-
-    root = tmp_path_factory.mktemp("clip")
-    cfg = root / f"{CLIP_NAME}.json"
-    cfg.write_text(json.dumps(CLIP_CONFIG))
-    open_clip.add_model_config(cfg)
-    torch.manual_seed(0)
-    weights = root / "clip.pt"
-    torch.save(open_clip.create_model(CLIP_NAME).state_dict(), weights)
-    return weights
+    return tiny_clip(tmp_path_factory.mktemp("clip"))[1]
 
 
 def _cfg(clip: Path, out: Path, **kw) -> PrepareConfig:

@@ -20,33 +20,24 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
+from helpers.tiny_clip import CLIP_NAME, tiny_clip
 from lafitebench.cli import app
 from lafitebench.errors import InputError
-from lafitebench.jobs.train import run_train, run_train_mapper
+from lafitebench.jobs.train import run_train
 from lafitebench.training.config import TrainConfig
 from lafitebench.training.losses import (clip_view_of_generated, condition, contrastive_loss, d_adversarial,
                                          g_adversarial, r1_penalty)
 
 runner = CliRunner()
-CLIP_NAME = "lafitebench-test-clip-64"
-CLIP_CONFIG = {"embed_dim": 64,
-               "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
-               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 DRIVER = Path(__file__).parent / "helpers" / "train_driver.py"
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    import open_clip
-
     from lafitebench.data.store import PrepareConfig, prepare_store
 
     root = tmp_path_factory.mktemp("train")
-    cfg = root / f"{CLIP_NAME}.json"
-    cfg.write_text(json.dumps(CLIP_CONFIG))
-    open_clip.add_model_config(cfg)
-    torch.manual_seed(0)
-    torch.save(open_clip.create_model(CLIP_NAME).state_dict(), root / "clip.pt")
+    cfg, _ = tiny_clip(root)
     prepare_store(PrepareConfig(source="coco-mini", out=str(root / "store"), resolution=32, clip_model=CLIP_NAME,
                                 clip_weights=str(root / "clip.pt"), shard_size=50, device="cpu", progress=False))
     return {"root": root, "store": root / "store", "clip": root / "clip.pt", "clip_config": cfg}
@@ -149,13 +140,13 @@ def test_tiny_preset_trains_and_its_snapshot_generates(env, tmp_path):
     from lafitebench.loading import load_model
 
     job = run_train(_cfg(env, tmp_path / "run", kimg=0.4, snap=0.2))
-    assert job.kimg == pytest.approx(0.4) and len(job.snapshots) == 2
+    assert job.kimg == pytest.approx(0.4) and len(job.snapshots) == 3  # at 0 (the start, as StyleGAN2-ADA), 0.2, 0.4
     assert all(math.isfinite(v) for rec in job.losses for v in rec.values())
     n = len(job.losses)
     mean = lambda k, a, b: float(np.mean([rec[k] for rec in job.losses[a:b]]))  # noqa: E731
     assert mean("D_adv", n // 2, n) < mean("D_adv", 0, n // 4) - 0.05
     assert mean("D_real_minus_fake", n // 2, n) > mean("D_real_minus_fake", 0, n // 4) + 0.1
-    first, last = load_model(job.snapshots[0]), load_model(job.snapshots[-1])
+    first, last = load_model(job.snapshots[1]), load_model(job.snapshots[-1])
     assert last.metadata["variant"] == "g" and last.D is not None and last.G is not None
     assert first.metadata["provenance"]["kimg"] == pytest.approx(0.2)
     logs = [json.loads(line) for line in (job.run_dir / "log.jsonl").read_text().splitlines()]
@@ -170,7 +161,7 @@ def test_tiny_preset_trains_and_its_snapshot_generates(env, tmp_path):
 def test_resume_equals_an_uninterrupted_run_bit_for_bit(env, tmp_path):
     full = run_train(_cfg(env, tmp_path / "full"))
     part = run_train(_cfg(env, tmp_path / "part", kimg=0.024))
-    assert len(part.snapshots) == 1
+    assert len(part.snapshots) == 2
     again = run_train(_cfg(env, tmp_path / "part", kimg=0.048, resume=True))
     assert again.resumed_from is not None and again.kimg == pytest.approx(0.048)
     a, b = _snapshot_tensors(full.snapshots[-1]), _snapshot_tensors(again.snapshots[-1])
@@ -316,5 +307,5 @@ def test_snapshot_fid_with_the_real_inception(env, tmp_path, shared_dir, monkeyp
     monkeypatch.setenv("LAFITEBENCH_WEIGHTS", str(shared_dir / "assets" / "inception"))
     job = run_train(_cfg(env, tmp_path / "fid", kimg=0.016, snap=0.016, metrics="fid", fid_num=16))
     recs = [json.loads(line) for line in (job.run_dir / "metric-fid.jsonl").read_text().splitlines()]
-    assert len(recs) == 1 and recs[0]["n"] == 16 and math.isfinite(recs[0]["fid"]) and recs[0]["fid"] > 0
+    assert len(recs) == 2 and recs[0]["kimg"] == 0 and recs[1]["n"] == 16 and math.isfinite(recs[0]["fid"]) and recs[0]["fid"] > 0
     assert sys.modules.get("lafitebench") is not None and np.isfinite(job.fid[0]["fid"])

@@ -255,6 +255,8 @@ def _loop(trainer: Trainer, cfg: TrainConfig, data: TrainingData, job: TrainJob,
     t_last, n_last = time.perf_counter(), trainer.nimg
     with progress(disable=not (cfg.progress and main)) as bar:
         task = bar.add_task("train", total=total, completed=trainer.nimg)
+        if trainer.nimg == 0:  # as StyleGAN2-ADA: a snapshot (and FID) of the starting point
+            _snapshot(trainer, cfg, data, job, extractor, origin, tb)
         while trainer.nimg < total:
             losses = trainer.train_step()
             now = time.perf_counter()
