@@ -21,6 +21,8 @@ package and the ViT-B/32 download (no internet here) and CUDA-only custom ops.
 at 32² with a random-weight CLIP (features only steer the condition; FID does not use them),
 trained for ``--kimg`` with a snapshot FID of G_ema against the training images every
 ``--snap`` kimg (real Inception weights from ``LAFITEBENCH_WEIGHTS``). Prints FID per kimg.
+``--synthetic N``: instead, N generated smooth two-colour gradients (a control that a working
+GAN loop fits within a kimg or two).
 JSON to ``bench/out/train_bench_<part>.json``.
 """
 from __future__ import annotations
@@ -147,9 +149,11 @@ def curve(args: argparse.Namespace) -> dict:
         open_clip.add_model_config(cfg)
         torch.manual_seed(0)
         torch.save(open_clip.create_model(CLIP_NAME).state_dict(), root / "clip.pt")
-        prepare_store(PrepareConfig(source="coco", data_root=args.coco_root, split=args.split, out=str(root / "store"),
-                                    resolution=32, clip_model=CLIP_NAME, clip_weights=str(root / "clip.pt"),
-                                    device="cpu", progress=False))
+        source = dict(source="coco", data_root=args.coco_root, split=args.split)
+        if args.synthetic:
+            source = dict(source=str(_gradients(root / "synthetic", args.synthetic)))
+        prepare_store(PrepareConfig(**source, out=str(root / "store"), resolution=32, clip_model=CLIP_NAME,
+                                    clip_weights=str(root / "clip.pt"), device="cpu", progress=False))
         t = time.perf_counter()
         job = run_train(TrainConfig(variant="g", data=str(root / "store"), out=str(root / "run"), preset="tiny",
                                     kimg=args.kimg, snap=args.snap, metrics="fid", fid_num=args.fid_num, device="cpu",
@@ -159,8 +163,25 @@ def curve(args: argparse.Namespace) -> dict:
         shutil.rmtree(root, ignore_errors=True)
     for rec in job.fid:
         print(f"kimg {rec['kimg']:.2f}  FID {rec['fid']:.1f}  (G_ema vs {rec['n']} training images)")
-    return {"part": "curve", "coco_root": args.coco_root, "split": args.split, "kimg": args.kimg, "snap": args.snap,
+    return {"part": "curve", "data": f"synthetic gradients ({args.synthetic})" if args.synthetic else
+            f"coco {args.coco_root} {args.split}", "kimg": args.kimg, "snap": args.snap,
             "fid_num": args.fid_num, "seconds": seconds, "fid": job.fid, "torch": torch.__version__}
+
+
+def _gradients(folder: Path, n: int) -> Path:
+    """``n`` 32² images of smooth two-colour gradients with a caption file each (seeded)."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:32, 0:32] / 31.0
+    for i in range(n):
+        c0, c1, a = rng.integers(0, 256, 3), rng.integers(0, 256, 3), rng.uniform(0, 2 * np.pi)
+        t = ((np.cos(a) * xx + np.sin(a) * yy + 1.5) / 3)[..., None]
+        Image.fromarray((c0 * (1 - t) + c1 * t).astype(np.uint8)).save(folder / f"{i:04d}.png")
+        (folder / f"{i:04d}.txt").write_text("a smooth colour gradient\n")
+    return folder
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -177,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--snap", type=float, default=0.5)
     p.add_argument("--fid-num", type=int, default=80)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--synthetic", type=int, default=0, help="curve: N synthetic gradient images instead of COCO")
     args = p.parse_args(argv)
     result = speed(args) if args.part == "speed" else curve(args)
     write_json_atomic(REPO / "bench" / "out" / f"train_bench_{args.part}.json", result)
