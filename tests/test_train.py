@@ -252,17 +252,17 @@ def test_mapper_training_reduces_its_contrastive_loss_and_nn_uses_it(env, tmp_pa
     from lafitebench.training.mapper import mapper_loss, train_mapper
 
     data = TrainingData(env["store"])
-    before = train_mapper(data, tmp_path / "m0.pth", steps=1, seed=0, progress=False)
-    after = train_mapper(data, tmp_path / "m.pth", steps=150, lr=1e-3, seed=0, progress=False)
+    before = train_mapper(data, tmp_path / "m0.pth", steps=1, seed=0, hidden=256, progress=False)
+    after = train_mapper(data, tmp_path / "m.pth", steps=60, lr=1e-3, seed=0, hidden=256, progress=False)
     assert mapper_loss(after.network, data) < mapper_loss(before.network, data) - 0.05
     net = load_perturbation_network(tmp_path / "m.pth", feature_dim=64)
-    assert net.hidden_dim == 1024
+    assert net.hidden_dim == 256
     job = run_train(_cfg(env, tmp_path / "nn", variant="nn", mapper=str(tmp_path / "m.pth"), kimg=0.008, snap=0.008))
     from lafitebench.loading import load_model
 
     assert load_model(job.snapshots[-1]).P is not None
     r = runner.invoke(app, ["train-mapper", "--data", str(env["store"]), "--out", str(tmp_path / "cli.pth"),
-                            "--steps", "20", "--device", "cpu"])
+                            "--steps", "5", "--device", "cpu"])
     assert r.exit_code == 0 and "contrastive loss" in r.stdout
 
 
