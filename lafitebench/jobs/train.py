@@ -414,6 +414,12 @@ def run_train_mapper(data: str, out: str, *, steps: int = 2000, batch: int = 256
 
     if not out:
         raise InputError("no output file given", param="out")
+    import os
+
+    folder = Path(out).expanduser().resolve().parent
+    if Path(out).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the mapper to {out}: give a file name in an existing, writable folder",
+                         param="out")
     td = TrainingData(data)
     result = train_mapper(td, out, steps=steps, batch=batch, lr=lr, temp=temp, seed=seed,
                           device=resolve_device(device), progress=progress)

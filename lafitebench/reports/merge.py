@@ -101,10 +101,10 @@ def find_results(paths: Sequence[str | os.PathLike]) -> list[Path]:
             hits = sorted(q for q in p.rglob("results.json") if not any(part.startswith(".") for part in q.parts[len(p.parts):]))
             if not hits:
                 raise InputError(f"{p} holds no results.json: evaluate into it with `lafitebench eval --report {p}` "
-                                 "or `--out`", param="results")
+                                 "or `--out`")
             found += hits
         else:
-            raise InputError(f"no result file or folder at {p}", param="results")
+            raise InputError(f"no result file or folder at {p}: give results.json files or folders holding them")
     return list(dict.fromkeys(found))
 
 
