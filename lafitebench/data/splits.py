@@ -330,7 +330,7 @@ def feature_store_split(path: str | os.PathLike, seed: int = 0) -> CaptionSplit:
     from .store import FeatureStore
 
     store = FeatureStore(path)
-    data = store.load()
+    data = store.load(images=False)
     rng = np.random.default_rng(seed)
     rows, picks = [], []
     for i, row in enumerate(data["rows"]):

@@ -493,21 +493,29 @@ class FeatureStore:
                 meta = f.metadata() or {}
             yield {"rows": json.loads(meta.get("rows", "[]")), "counts": json.loads(meta.get("counts", "{}"))}
 
-    def load(self) -> dict[str, Any]:
-        """All shards concatenated: images uint8 [N,3,R,R], img_features [N,D], txt_features
-        [M,D], txt_offsets [N+1], rows (source, mode, captions)."""
-        from safetensors.torch import load_file
+    def load(self, images: bool = True) -> dict[str, Any]:
+        """All shards concatenated: images uint8 [N,3,R,R] (only with ``images``; they are most
+        of a store's size), img_features [N,D], txt_features [M,D], txt_offsets [N+1],
+        rows (source, mode, captions), shard_sizes (images per shard)."""
+        from safetensors import safe_open
 
-        parts = [load_file(str(p)) for p in self.shards]
+        keys = ("img_features", "txt_features", "txt_offsets") + (("images",) if images else ())
+        parts = []
+        for p in self.shards:
+            with safe_open(str(p), framework="pt") as f:
+                parts.append({k: f.get_tensor(k) for k in keys})
         rows = [r for m in self.shard_meta() for r in m["rows"]]
         base, offsets = 0, [torch.zeros(1, dtype=torch.int64)]
         for part in parts:
             offsets.append(part["txt_offsets"][1:] + base)
             base += int(part["txt_offsets"][-1])
-        return {"images": torch.cat([p["images"] for p in parts]),
-                "img_features": torch.cat([p["img_features"] for p in parts]).float(),
-                "txt_features": torch.cat([p["txt_features"] for p in parts]).float(),
-                "txt_offsets": torch.cat(offsets), "rows": rows}
+        out = {"img_features": torch.cat([p["img_features"] for p in parts]).float(),
+               "txt_features": torch.cat([p["txt_features"] for p in parts]).float(),
+               "txt_offsets": torch.cat(offsets), "rows": rows,
+               "shard_sizes": [int(p["img_features"].shape[0]) for p in parts]}
+        if images:
+            out["images"] = torch.cat([p["images"] for p in parts])
+        return out
 
     def check_backbone(self, clip_meta: dict[str, Any] | None, what: str) -> None:
         """Refuse a model whose CLIP backbone differs from the store's (names both)."""
@@ -519,14 +527,15 @@ def check_clip_match(features_model: str | None, clip_meta: dict[str, Any] | Non
     """InputError when features from CLIP ``features_model`` (open_clip name) meet a model
     trained with another backbone (``clip_meta``: a native config's ``clip`` block)."""
     model_clip = (clip_meta or {}).get("open_clip_model")
-    if features_model and model_clip and _norm(features_model) != _norm(model_clip):
+    if features_model and model_clip and not same_backbone(features_model, model_clip):
         raise InputError(f"{features_what} holds CLIP {features_model} features but {model_what} was trained with CLIP "
                          f"{(clip_meta or {}).get('name') or model_clip}: the features would not be the ones it "
                          "expects; prepare the data with its backbone (--clip-model)", param="clip_model")
 
 
-def _norm(name: str) -> str:
-    return name.replace("/", "-").lower()
+def same_backbone(a: str, b: str) -> bool:
+    """Whether two CLIP names are the same backbone (``ViT-B/32`` = ``ViT-B-32`` = ``vit-b-32``)."""
+    return a.replace("/", "-").lower() == b.replace("/", "-").lower()
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,26 +553,31 @@ def export_official(store: FeatureStore, zip_path: str | Path) -> Path:
     zip_path = Path(zip_path).expanduser()
     if zip_path.suffix.lower() != ".zip":
         raise InputError(f"--export-official needs a .zip file name, got {zip_path}", param="export_official")
-    data = store.load()
+    from safetensors import safe_open
+
+    data = store.load(images=False)
     img_feats, txt_feats = [], []
     with atomic_path(zip_path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        k = 0
-        for i in range(data["images"].shape[0]):
-            lo, hi = int(data["txt_offsets"][i]), int(data["txt_offsets"][i + 1])
-            if hi == lo:
-                continue
-            name = f"{k:08d}"
-            member = f"{name[:5]}/img{name}.png"
-            buf = io.BytesIO()
-            Image.fromarray(data["images"][i].permute(1, 2, 0).numpy()).save(buf, format="png", compress_level=0)
-            zf.writestr(member, buf.getvalue())
-            img_feats.append([member, data["img_features"][i].tolist()])
-            txt_feats.append([member, data["txt_features"][lo:hi].tolist()])
-            k += 1
+        i = k = 0
+        for shard in store.shards:  # one shard's images in memory at a time
+            with safe_open(str(shard), framework="pt") as f:
+                images = f.get_tensor("images")
+            for img in images:
+                lo, hi = int(data["txt_offsets"][i]), int(data["txt_offsets"][i + 1])
+                if hi > lo:
+                    name = f"{k:08d}"
+                    member = f"{name[:5]}/img{name}.png"
+                    buf = io.BytesIO()
+                    Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="png", compress_level=0)
+                    zf.writestr(member, buf.getvalue())
+                    img_feats.append([member, data["img_features"][i].tolist()])
+                    txt_feats.append([member, data["txt_features"][lo:hi].tolist()])
+                    k += 1
+                i += 1
         zf.writestr("dataset.json", json.dumps({"labels": None, "clip_img_features": img_feats,
                                                 "clip_txt_features": txt_feats}))
     return zip_path
 
 
 __all__ = ["PrepareConfig", "PreparedStore", "FeatureStore", "prepare_store", "export_official", "is_store",
-           "check_clip_match", "split_long_caption", "official_clip_view", "STORE_FORMAT"]
+           "check_clip_match", "same_backbone", "split_long_caption", "official_clip_view", "STORE_FORMAT"]

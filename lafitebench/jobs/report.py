@@ -21,7 +21,8 @@ from ..io.files import write_file_set
 from ..reports.html import report_html
 from ..reports.merge import Measured, leaderboard, load_measured, merge, runs_for_table
 from ..reports.paper import TABLES, get_table
-from ..reports.render import table_files, to_markdown_table
+from ..reports.render import table_files
+from ..reports.results import to_markdown
 
 RUNS_DIR = "runs"
 
@@ -90,23 +91,18 @@ def _write(out: Path, merged: dict[str, pd.DataFrame], board: pd.DataFrame, runs
     prov = {m.source: m.summary() for m in runs}
     for table_id, df in merged.items():
         t = TABLES.get(table_id)
-        mine = {s: p for s, p in prov.items() if any(s == m.source for m in runs if f"{m.label} (measured)" in set(df["model"]))}
+        labels = set(df["model"])
+        mine = {m.source: prov[m.source] for m in runs if f"{m.label} (measured)" in labels}
         for name, path in write_file_set(out / "tables", table_files(df, table_id, t.title, mine), overwrite=True).items():
             written[f"tables/{name}"] = path
     pages = {"index.html": report_html(title, [(k, TABLES.get(k).title, v) for k, v in merged.items()], board,
                                        runs).encode()}
     if not board.empty:
         pages["leaderboard.csv"] = board.to_csv(index=False).encode()
-        pages["leaderboard.md"] = ("# Leaderboard\n\n" + to_markdown_table(_display(board))).encode()
+        pages["leaderboard.md"] = ("# Leaderboard\n\n" + to_markdown(board)).encode()
     for name, path in write_file_set(out, pages, overwrite=True).items():
         written[name] = path
     return written
-
-
-def _display(df: pd.DataFrame) -> pd.DataFrame:
-    """Cells as text: floats to 4 significant digits, missing values empty."""
-    fmt = lambda v: "" if v is None or (isinstance(v, float) and v != v) else (f"{v:.4g}" if isinstance(v, float) else str(v))  # noqa: E731
-    return pd.DataFrame({c: [fmt(v) for v in df[c].tolist()] for c in df.columns})
 
 
 def run_dir_name(provenance: dict, stamp: str | None = None) -> str:

@@ -72,10 +72,10 @@ def _check_data(cfg: TrainConfig, data: TrainingData) -> None:
                          f"{data.n - data.n_with_text} of the {data.n} images of {data.path} have no text features",
                          param="mixing_prob")
     if cfg.clip_model:
-        from ..data.store import _norm
+        from ..data.store import same_backbone
 
         have = data.clip.get("model")
-        if have and _norm(have) != _norm(cfg.clip_model):
+        if have and not same_backbone(have, cfg.clip_model):
             raise InputError(f"--clip-model {cfg.clip_model} but the features of {data.path} come from CLIP {have}: "
                              "training mixes the two; prepare the data with the same backbone", param="clip_model")
 

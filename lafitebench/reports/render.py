@@ -10,6 +10,7 @@ import pandas as pd
 from rich.table import Table
 
 from ..io.jsonable import table_records
+from .results import to_markdown
 
 UNVERIFIED = "*"
 DEVIATES = "†"
@@ -68,15 +69,6 @@ def footnotes(merged: pd.DataFrame) -> list[str]:
     return notes
 
 
-def to_markdown_table(df: pd.DataFrame) -> str:
-    """A GitHub Markdown table of display strings."""
-    cols = [str(c) for c in df.columns]
-    esc = lambda v: str(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
-    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
 def latex_escape(text: str) -> str:
     """``text`` with LaTeX's special characters escaped (and ±, Δ, †, ² as math)."""
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
@@ -102,7 +94,7 @@ def table_files(merged: pd.DataFrame, table_id: str, title: str, provenance: dic
     """``<table>.csv`` (numbers), ``.md``, ``.tex``, ``.json`` (numbers, notes, provenance of each measured row)."""
     shown = formatted(merged)
     notes = footnotes(merged)
-    md = [f"# {title}", "", to_markdown_table(shown)] + [f"{n}  " for n in notes] + [""]
+    md = [f"# {title}", "", to_markdown(shown)] + [f"{n}  " for n in notes] + [""]
     payload = {"table": table_id, "title": title, "rows": table_records(merged), "notes": notes,
                "provenance": provenance}
     return {f"{table_id}.csv": merged.to_csv(index=False).encode(),
@@ -122,5 +114,5 @@ def rich_merged(merged: pd.DataFrame, title: str) -> Table:
     return t
 
 
-__all__ = ["format_cell", "formatted", "footnotes", "to_markdown_table", "to_latex_table", "latex_escape",
+__all__ = ["format_cell", "formatted", "footnotes", "to_latex_table", "latex_escape",
            "table_files", "rich_merged", "metric_columns"]

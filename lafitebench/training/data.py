@@ -31,6 +31,8 @@ class TrainingData:
         from ..data.store import FeatureStore, is_store
 
         self.path = Path(path).expanduser()
+        self._order_key: tuple[int, int] | None = None
+        self._order = torch.empty(0, dtype=torch.int64)
         if is_store(self.path):
             store = FeatureStore(self.path)
             self.kind, self._store = "feature-store", store
@@ -57,18 +59,9 @@ class TrainingData:
     # -- reading ------------------------------------------------------------------------------
 
     def _read_store(self):
-        from safetensors import safe_open
-
-        shard_of, img, txt, offs, base = [], [], [], [torch.zeros(1, dtype=torch.int64)], 0
-        for k, p in enumerate(self._shards):
-            with safe_open(str(p), framework="pt") as f:
-                img.append(f.get_tensor("img_features").float())
-                txt.append(f.get_tensor("txt_features").float())
-                o = f.get_tensor("txt_offsets")
-            shard_of += [(k, r) for r in range(img[-1].shape[0])]
-            offs.append(o[1:] + base)
-            base += int(o[-1])
-        return shard_of, torch.cat(img), torch.cat(txt), torch.cat(offs)
+        d = self._store.load(images=False)  # images stay on disk, read per item
+        shard_of = [(k, r) for k, size in enumerate(d["shard_sizes"]) for r in range(size)]
+        return shard_of, d["img_features"], d["txt_features"], d["txt_offsets"]
 
     def _read_zip(self):
         from ..data.readers import read_official_zip
@@ -104,19 +97,15 @@ class TrainingData:
     # -- sampling -----------------------------------------------------------------------------
 
     def order(self, seed: int, epoch: int) -> torch.Tensor:
-        """The seeded permutation of epoch ``epoch``."""
-        g = torch.Generator().manual_seed(sample_seed(seed, epoch, "epoch-order"))
-        return torch.randperm(self.n, generator=g)
+        """The seeded permutation of epoch ``epoch`` (the latest one is kept: steps reuse it)."""
+        if self._order_key != (seed, epoch):
+            g = torch.Generator().manual_seed(sample_seed(seed, epoch, "epoch-order"))
+            self._order_key, self._order = (seed, epoch), torch.randperm(self.n, generator=g)
+        return self._order
 
     def indices(self, seed: int, start: int, count: int) -> list[tuple[int, int]]:
         """``(epoch, image index)`` of positions ``start .. start+count-1``."""
-        out, cache = [], {}
-        for p in range(start, start + count):
-            e, j = divmod(p, self.n)
-            if e not in cache:
-                cache[e] = self.order(seed, e)
-            out.append((e, int(cache[e][j])))
-        return out
+        return [(e, int(self.order(seed, e)[j])) for e, j in (divmod(p, self.n) for p in range(start, start + count))]
 
     def batch(self, picks: Sequence[tuple[int, int]], seed: int, mirror: bool,
               device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

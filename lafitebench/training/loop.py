@@ -49,7 +49,7 @@ class Trainer:
         self.G_ema = (G_ema if G_ema is not None else copy.deepcopy(G)).to(device).eval().requires_grad_(False)
         self.clip, self.mapper, self.clip_block = clip, mapper, clip_block or {}
         self.world, self.rank = distributed.world_size(), distributed.rank()
-        if cfg.batch % (cfg.batch_gpu * self.world) and cfg.batch % self.world:
+        if cfg.batch % self.world:
             raise LafitebenchError(f"batch {cfg.batch} does not split over {self.world} processes")
         self.batch_rank = cfg.batch // self.world
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + self.rank)
