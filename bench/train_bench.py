@@ -75,7 +75,7 @@ def speed(args: argparse.Namespace) -> dict:
     from lafitebench.runtime.device import resolve_device
     from lafitebench.training.config import TrainConfig, resolve
     from lafitebench.training.data import TrainingData
-    from lafitebench.training.loop import Trainer
+    from lafitebench.training.training_loop import Trainer
 
     device = resolve_device(args.device)
     rows = []

@@ -25,8 +25,8 @@ from lafitebench.cli import app
 from lafitebench.errors import InputError
 from lafitebench.jobs.train import run_train
 from lafitebench.training.config import TrainConfig
-from lafitebench.training.losses import (clip_view_of_generated, condition, contrastive_loss, d_adversarial,
-                                         g_adversarial, r1_penalty)
+from lafitebench.training.loss import (clip_view, condition, contrastive_loss, d_adversarial, g_adversarial,
+                                       r1_penalty, view_crop)
 
 runner = CliRunner()
 DRIVER = Path(__file__).parent / "helpers" / "train_driver.py"
@@ -86,24 +86,29 @@ def test_adversarial_and_r1_terms():
 def test_gaussian_pseudo_text_statistics_and_mixing():
     g = torch.Generator().manual_seed(0)
     img = F.normalize(torch.randn(4000, 512, generator=g), dim=1)
-    h = condition(img, None, 1.0, g)
+    unit = lambda: F.normalize(torch.randn(4000, 512, generator=g), dim=1)  # noqa: E731
+    coin = lambda: torch.rand(4000, generator=g)  # noqa: E731
+    h = condition(img, None, 1.0, unit())
     cos = (h * img).sum(1)
     assert abs(float(cos.mean()) - 0.32) < 0.01 and torch.allclose(h.norm(dim=1), torch.ones(4000), atol=1e-5)
     txt = F.normalize(torch.randn(4000, 512, generator=g), dim=1)
-    sup = condition(img, txt, 0.0, g)
+    sup = condition(img, txt, 0.0, unit())
     assert float((sup * txt).sum(1).mean()) > 0.99 and float((sup * img).sum(1).abs().mean()) < 0.05
-    half = condition(img, txt, 0.5, g)
+    half = condition(img, txt, 0.5, unit(), coin())
     frac = float(((half * img).sum(1) > 0.2).float().mean())
     assert 0.45 < frac < 0.55
 
 
 def test_clip_view_of_generated_images():
     g = torch.Generator().manual_seed(0)
-    small = clip_view_of_generated(torch.zeros(2, 3, 32, 32), g, size=224)
+    draw = lambda lo, hi: int(torch.randint(lo, hi, (), generator=g))  # noqa: E731
+    small = clip_view(torch.zeros(2, 3, 32, 32), view_crop(32, 224, 0.5, draw), size=224)
     assert small.shape == (2, 3, 224, 224)
     white = (1.0 - 0.48145466) / 0.26862954  # padding is white (1.0 in [-1, 1])
     assert torch.isclose(small[:, 0], torch.tensor(white)).float().mean() > 0.9
-    big = clip_view_of_generated(torch.zeros(2, 3, 256, 256, requires_grad=True), g, size=224)
+    crop = view_crop(256, 224, 0.5, draw)
+    assert 128 <= crop[0] < 256 and crop[1] + crop[0] <= 256 and crop[2] + crop[0] <= 256
+    big = clip_view(torch.zeros(2, 3, 256, 256, requires_grad=True), crop, size=224)
     assert big.shape == (2, 3, 224, 224) and big.requires_grad
 
 
@@ -118,7 +123,7 @@ def test_gradient_flows_through_clip_into_the_generator(env):
                   synthesis_kwargs={"channel_base": 256, "channel_max": 32})
     h = F.normalize(torch.randn(4, 64), dim=1)
     img = G(torch.randn(4, 16), h, noise_mode="const")
-    feats = model.encode_image(clip_view_of_generated(img, torch.Generator().manual_seed(1), size=32))
+    feats = model.encode_image(clip_view(img, (32, 0, 0), size=32))
     contrastive_loss(feats, h, 0.5).mean().backward()
     grads = [p.grad for n, p in G.named_parameters() if n.startswith("synthesis") and p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
@@ -267,14 +272,15 @@ def test_mapper_training_reduces_its_contrastive_loss_and_nn_uses_it(env, tmp_pa
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_snapshot(env, tmp_path, monkeypatch):
-    from lafitebench.training import loop
+    from lafitebench.training import loss as loop
+    from lafitebench.training.training_loop import TrainingDiverged
 
     out = tmp_path / "run"
     run_train(_cfg(env, out, kimg=0.016, snap=0.016))
     before = {p.name: p.read_bytes() for p in out.glob("*.safetensors")}
     real = loop.g_adversarial
     monkeypatch.setattr(loop, "g_adversarial", lambda logits: real(logits) * float("nan"))
-    with pytest.raises(loop.TrainingDiverged, match="step 2"):
+    with pytest.raises(TrainingDiverged, match="step 2"):
         run_train(_cfg(env, out, kimg=0.032, snap=0.016, resume=True))
     assert {p.name: p.read_bytes() for p in out.glob("*.safetensors")} == before
 

@@ -34,6 +34,7 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..encoders.clip import CLIP_MEAN, CLIP_STD
 from ..errors import InputError
 from ..io.files import atomic_path, atomic_write, read_text, write_json_atomic
 from ..runtime.progress import progress
@@ -47,8 +48,6 @@ LONG_CAPTIONS = ("split", "truncate")
 IMAGE_FEATURES = ("official", "open_clip")
 CLIP_INPUT = 224
 CONTEXT_LENGTH = 77
-_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP normalisation (the official tool's)
-_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass
@@ -128,7 +127,7 @@ def split_long_caption(text: str) -> list[str]:
 
 
 def official_clip_view(image: torch.Tensor, generator: torch.Generator, size: int = CLIP_INPUT,
-                       mean: Sequence[float] = _CLIP_MEAN, std: Sequence[float] = _CLIP_STD) -> torch.Tensor:
+                       mean: Sequence[float] = CLIP_MEAN, std: Sequence[float] = CLIP_STD) -> torch.Tensor:
     """The official dataset tool's CLIP input for one uint8 image [3, R, R]: below ``size``
     (224 for ViT-B/32), white padding at a random offset; otherwise a random square crop of side
     in [0.99 R, R) at a random position, bicubic (no antialias) to ``size``; then CLIP

@@ -29,6 +29,9 @@ from ..io.unpickle import restricted_load
 from ..runtime.device import resolve_device
 
 DEFAULT_MODEL = "ViT-B-32"
+#: OpenAI CLIP's input normalisation (every open_clip "openai" model, the official LAFITE code and dataset tool).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_PRETRAINED = "openai"
 
 UNKNOWN_CLIP = "unknown (official snapshots do not record it)"

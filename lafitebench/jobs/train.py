@@ -19,12 +19,13 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..io.files import atomic_write, write_json_atomic
+from ..io.files import write_json_atomic
 from ..runtime import distributed
 from ..runtime.device import resolve_device
+from ..runtime.progress import stderr_console as err_console
 from ..training.config import TrainConfig, resolve
 from ..training.data import TrainingData
-from ..training.loop import Trainer, config_dict, latest_state, read_state
+from ..training.training_loop import Trainer, config_dict, latest_state, read_state
 
 #: Options that may differ between a run and its continuation.
 _RESUMABLE = {"kimg", "resume", "progress", "device", "tensorboard", "snap", "metrics"}
@@ -41,6 +42,7 @@ class TrainJob:
     fid: list[dict[str, Any]] = field(default_factory=list)
     losses: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    nonfinite_steps: int = 0
 
 
 def _data(cfg: TrainConfig, device: torch.device) -> TrainingData:
@@ -119,7 +121,7 @@ def _networks(cfg: TrainConfig, data: TrainingData, device: torch.device):
     G = Generator(z_dim=cfg.z_dim, w_dim=cfg.w_dim, img_resolution=data.resolution, f_dim=data.f_dim,
                   mapping_kwargs={"num_layers": cfg.mapping_layers}, synthesis_kwargs=syn)
     D = Discriminator(data.resolution, f_dim=data.f_dim, channel_base=cfg.channel_base, channel_max=cfg.channel_max,
-                      num_fp16_res=syn["num_fp16_res"], mbstd_group_size=min(4, cfg.batch_gpu))
+                      num_fp16_res=syn["num_fp16_res"], mbstd_group_size=min(4, cfg.batch_gpu, cfg.batch // distributed.world_size()))
     return G, D, None, {"init": "random", "seed": cfg.seed}
 
 
@@ -173,8 +175,9 @@ def _identity(cfg: TrainConfig, data: TrainingData) -> dict[str, Any]:
             "lafitebench_version": __version__, "torch": torch.__version__}
 
 
-def _prepare_run(cfg: TrainConfig, data: TrainingData) -> tuple[Path, Path | None]:
-    """The run folder checked against its config; the state to resume from (or None)."""
+def _claim_run_folder(cfg: TrainConfig, data: TrainingData) -> tuple[Path, Path | None]:
+    """Rank 0: the run folder checked against its config (created, with ``config.json``, for a new
+    run); the state to resume from (or None)."""
     run_dir = Path(cfg.out)
     ident_path = run_dir / "config.json"
     state = latest_state(run_dir) if run_dir.is_dir() else None
@@ -192,11 +195,26 @@ def _prepare_run(cfg: TrainConfig, data: TrainingData) -> tuple[Path, Path | Non
                          param="out")
     if cfg.resume and state is None:
         raise InputError(f"--resume: {run_dir} holds no training state to continue", param="resume")
-    if distributed.is_main():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not ident_path.is_file():
-            write_json_atomic(ident_path, mine)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not ident_path.is_file():
+        write_json_atomic(ident_path, mine)
     return run_dir, state
+
+
+def _prepare_run(cfg: TrainConfig, data: TrainingData) -> tuple[Path, Path | None]:
+    """Only rank 0 looks at and creates the run folder; the other ranks wait for its decision (a
+    refusal is raised on every rank), so a slow start of one process cannot see a half-made folder."""
+    decision: tuple[str, Any, Any] | None = None
+    if distributed.is_main():
+        try:
+            run_dir, state = _claim_run_folder(cfg, data)
+            decision = ("ok", str(run_dir), None if state is None else str(state))
+        except InputError as e:
+            decision = ("refused", str(e), e.param)
+    decision = distributed.broadcast_object(decision)
+    if decision[0] == "refused":
+        raise InputError(decision[1], param=decision[2])
+    return Path(decision[1]), None if decision[2] is None else Path(decision[2])
 
 
 def _resumed_config(cfg: TrainConfig, state: Path) -> TrainConfig:
@@ -212,146 +230,47 @@ def run_train(cfg: TrainConfig) -> TrainJob:
 
     Raises:
         InputError: bad options, data without captions for a supervised run, mismatched CLIP
-            backbones, an ``--init`` of another resolution or feature width, a folder of another
-            run without ``--resume`` — before training starts.
-        WeightsError: CLIP (``--itc > 0``) or Inception (``--metrics fid``) weights unavailable offline.
+            backbones, an ``init`` of another resolution or feature width, a folder of another
+            run without ``resume`` — before training starts.
+        WeightsError: CLIP (``itc > 0`` or ``nn_features="clip-view"``) or Inception
+            (``metrics="fid"``) weights unavailable offline.
         TrainingDiverged: a loss became NaN/Inf (step named; the last snapshot is intact).
     """
     started = time.perf_counter()
-    per_gpu_batch = cfg.batch is None  # the official default: the preset's batch on every process
-    cfg = resolve(cfg)
     device = resolve_device(cfg.device)
     distributed.init(device)
-    if per_gpu_batch and distributed.world_size() > 1:
-        cfg = dataclasses.replace(cfg, batch=cfg.batch * distributed.world_size())
+    cfg = resolve(cfg, distributed.world_size())
     pre_state = latest_state(Path(cfg.out)) if cfg.resume and Path(cfg.out).is_dir() else None
     if pre_state is not None:
         cfg = _resumed_config(cfg, pre_state)
     data = _data(cfg, device)
     _check_data(cfg, data)
     run_dir, state = _prepare_run(cfg, data)
+    if distributed.is_main() and cfg.progress:
+        for line in describe_run(cfg, data, state):
+            err_console.print(line)
     extractor = _fid_extractor(cfg) if cfg.metrics == "fid" else None  # offline: fails here, before training
-    clip = _load_clip_for_itc(cfg, data, device) if cfg.itc > 0 else None
+    needs_clip = cfg.itc > 0 or (cfg.variant == "nn" and cfg.nn_features == "clip-view")
+    clip = _load_clip_for_itc(cfg, data, device) if needs_clip else None
     G, D, G_ema, start = _networks(cfg, data, device)
     mapper, mapper_src = _mapper(cfg, data, run_dir, device)
     trainer = Trainer(cfg, data, G, D, run_dir, device, clip=clip, mapper=mapper, G_ema=G_ema, clip_block=_clip_block(data))
     if state is not None:
         tensors, meta, _ = read_state(state)
-        trainer.load_state(tensors, meta)
+        trainer.load_state_dict(tensors, meta)
     job = TrainJob(run_dir=run_dir, resumed_from=state)
-    _loop(trainer, cfg, data, job, extractor, {"start": start, "mapper": mapper_src})
+
+    def on_snapshot(path: Path, fid: float | None) -> None:
+        job.snapshots.append(path)
+        if fid is not None:
+            job.fid.append({"kimg": trainer.nimg / 1000, "fid": fid, "n": min(cfg.fid_num, data.n),
+                            "snapshot": path.name})
+
+    job.losses = trainer.run(extractor, {"start": start, "mapper": mapper_src}, on_snapshot)
+    job.kimg = trainer.nimg / 1000
+    job.nonfinite_steps = trainer.nonfinite_steps
     job.seconds = time.perf_counter() - started
     return job
-
-
-def _loop(trainer: Trainer, cfg: TrainConfig, data: TrainingData, job: TrainJob, extractor: Any,
-          origin: dict[str, Any]) -> None:
-    from ..runtime.progress import progress
-
-    total = int(cfg.kimg * 1000)
-    main = distributed.is_main()
-    tb = _tensorboard(trainer.run_dir) if (main and cfg.tensorboard) else None
-    log_path = trainer.run_dir / "log.jsonl"
-    t_last, n_last = time.perf_counter(), trainer.nimg
-    with progress(disable=not (cfg.progress and main)) as bar:
-        task = bar.add_task("train", total=total, completed=trainer.nimg)
-        if trainer.nimg == 0:  # as StyleGAN2-ADA: a snapshot (and FID) of the starting point
-            _snapshot(trainer, cfg, data, job, extractor, origin, tb)
-        while trainer.nimg < total:
-            losses = trainer.train_step()
-            now = time.perf_counter()
-            spk = (now - t_last) / max(trainer.nimg - n_last, 1) * 1000
-            t_last, n_last = now, trainer.nimg
-            picks = [i for _, i in trainer.last_picks]
-            rec = {"step": trainer.step, "kimg": trainer.nimg / 1000, "sec_per_kimg": spk, "losses": losses,
-                   "rank_images": distributed.gather_objects(picks) if trainer.world > 1 else [picks]}
-            job.losses.append(losses)
-            if main:
-                with open(log_path, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(rec) + "\n")
-                if tb is not None:
-                    for k, v in losses.items():
-                        tb.add_scalar(f"Loss/{k}", v, trainer.nimg)
-            bar.update(task, completed=min(trainer.nimg, total),
-                       description=f"train {trainer.nimg / 1000:.2f} kimg " + " ".join(f"{k} {v:.2f}" for k, v in losses.items())
-                       + f" {spk:.1f} s/kimg")
-            done = trainer.nimg >= total
-            if trainer.nimg >= trainer.next_snap or done:
-                trainer.next_snap = (trainer.nimg // int(cfg.snap * 1000) + 1) * cfg.snap * 1000
-                _snapshot(trainer, cfg, data, job, extractor, origin, tb)
-    if tb is not None:
-        tb.close()
-    job.kimg = trainer.nimg / 1000
-
-
-def _snapshot(trainer: Trainer, cfg: TrainConfig, data: TrainingData, job: TrainJob, extractor: Any,
-              origin: dict[str, Any], tb: Any) -> None:
-    from ..checkpoints.native import save_native
-
-    kimg = trainer.nimg / 1000
-    fid = _snapshot_fid(trainer, cfg, data, extractor) if extractor is not None else None
-    if not distributed.is_main():
-        return
-    nets = {"G_ema": trainer.G_ema, "G": trainer.G, "D": trainer.D}
-    if trainer.mapper is not None:
-        nets["P"] = trainer.mapper
-    variant = cfg.variant
-    config = {"variant": variant, "resolution": data.resolution, "clip": trainer.clip_block,
-              "provenance": {"training": config_dict(cfg), "kimg": kimg, "step": trainer.step, "data": data.describe(),
-                             "world_size": trainer.world, **origin,
-                             "xflip": "on: flipped images keep the unflipped image's CLIP features" if cfg.mirror
-                             else "off"}}
-    path = trainer.run_dir / f"network-snapshot-{int(round(kimg * 1000)):09d}.safetensors"
-    save_native(path, nets, config)
-    trainer.save_state(config_dict(cfg))
-    _grid(trainer, data, cfg, trainer.run_dir / f"grid-{int(round(kimg * 1000)):09d}.png")
-    job.snapshots.append(path)
-    if fid is not None:
-        rec = {"kimg": kimg, "fid": fid, "n": min(cfg.fid_num, data.n), "snapshot": path.name}
-        job.fid.append(rec)
-        with open(trainer.run_dir / "metric-fid.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
-        if tb is not None:
-            tb.add_scalar("Metrics/fid", fid, trainer.nimg)
-
-
-def _fixed_conditions(trainer: Trainer, data: TrainingData, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Latents and conditions for images 0..n-1 of the data: their first caption's feature, or
-    (no captions) the Gaussian pseudo-text of their image feature; seeded, the same at every snapshot."""
-    from ..models.pseudo_text import gaussian_pseudo_text
-
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, trainer.G_ema.z_dim, generator=g)
-    rows = []
-    for i in range(n):
-        lo, hi = int(data.txt_offsets[i]), int(data.txt_offsets[i + 1])
-        rows.append(data.txt_features[lo] if hi > lo else None)
-    img = torch.nn.functional.normalize(data.img_features[:n], dim=1)
-    pseudo = gaussian_pseudo_text(img, generator=g)
-    h = torch.stack([torch.nn.functional.normalize(r, dim=0) if r is not None else pseudo[i] for i, r in enumerate(rows)])
-    return z, h
-
-
-@torch.no_grad()
-def _grid(trainer: Trainer, data: TrainingData, cfg: TrainConfig, path: Path) -> None:
-    from PIL import Image
-
-    from ..models.sampling import to_uint8
-
-    n = min(8, data.n)
-    z, h = _fixed_conditions(trainer, data, n, seed=12345)
-    imgs = to_uint8(trainer.G_ema(z.to(trainer.device), h.to(trainer.device), noise_mode="const")).cpu()
-    real = torch.stack([data.image(i) for i in range(n)])
-    rows = torch.cat([real, imgs])  # top row: the real images whose conditions are used; bottom: G_ema
-    r = data.resolution
-    grid = rows.reshape(2, n, 3, r, r).permute(0, 3, 1, 4, 2).reshape(2 * r, n * r, 3)
-    with atomic_write(path, "wb") as f:
-        Image.fromarray(grid.numpy()).save(f, format="PNG")
-    grid_info = trainer.run_dir / "grid.json"
-    if not grid_info.is_file():
-        write_json_atomic(grid_info, {"rows": ["real images", "G_ema(z, h) with h = their first caption's CLIP "
-                                       "feature, or the Gaussian pseudo-text of their image feature"],
-                                      "images": [str(i) for i in range(n)], "z_seed": 12345})
 
 
 def _fid_extractor(cfg: TrainConfig) -> Any:
@@ -361,36 +280,18 @@ def _fid_extractor(cfg: TrainConfig) -> Any:
     return load_inception(None, device=cfg.device, logits=False, progress=cfg.progress, channels_last=True)
 
 
-def _snapshot_fid(trainer: Trainer, cfg: TrainConfig, data: TrainingData, extractor: Any) -> float | None:
-    """FID of G_ema against the first ``fid_num`` training images (conditions as for the grid),
-    through the metric engine, shared across ranks under torchrun."""
-    from ..data.tensor_set import CallableImageSet
-    from ..metrics.config import EvalConfig
-    from ..metrics.engine import evaluate
-    from ..models.sampling import to_uint8
+def describe_run(cfg: TrainConfig, data: TrainingData, state: Path | None) -> list[str]:
+    """The first lines of a run: what trains, with which preset and settings, and what it costs."""
+    from ..training.config import PRESETS
 
-    n = min(cfg.fid_num, data.n)
-    z, h = _fixed_conditions(trainer, data, n, seed=54321)
-
-    def fake(idx: list[int]) -> torch.Tensor:
-        with torch.no_grad():
-            return to_uint8(trainer.G_ema(z[idx].to(trainer.device), h[idx].to(trainer.device), noise_mode="const")).cpu()
-
-    real = CallableImageSet(f"training images ({n})", n, data.resolution, lambda idx: torch.stack([data.image(i) for i in idx]),
-                            key=f"{data.path}:{data.describe()}:{n}", kind="training-data")
-    gen = CallableImageSet(f"G_ema at {trainer.nimg / 1000:.3f} kimg", n, data.resolution, fake,
-                           key=f"{trainer.run_dir}:{trainer.nimg}", kind="generated")
-    res = evaluate(gen, real, EvalConfig(metrics=["fid"], fid_blur=[0], resolution=data.resolution, progress=False,
-                                         device=str(trainer.device)), extractor=extractor)
-    return float(res.table["value"].iloc[0])
-
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None  # tensorboard is optional; the JSONL log has the same numbers
-    return SummaryWriter(str(run_dir / "tb"))
+    world = distributed.world_size()
+    cost = PRESETS.get(cfg.preset).get("cost", "")
+    return [f"train: variant {cfg.variant}, preset {cfg.preset}" + (f" ({cost})" if cost else ""),
+            f"  {data.resolution}² from {data.path} ({data.n} images), {cfg.kimg:g} kimg, batch {cfg.batch} "
+            f"({world} process{'es' if world > 1 else ''}, rounds of {cfg.batch_gpu}), lr {cfg.lr:g}",
+            f"  itc {cfg.itc:g}, itd {cfg.itd:g}, gamma {cfg.gamma:g}, temp {cfg.temp:g}, lam {cfg.lam:g}, "
+            f"mixing {cfg.mixing_prob:g}, {cfg.contrastive} contrastive, EMA {cfg.ema_kimg:g} kimg",
+            f"  run folder {cfg.out}" + (f", continuing {state.name}" if state is not None else "")]
 
 
 # ------------------------------------------------------------------------------------- mapper

@@ -11,10 +11,12 @@ from typing import Any
 
 from ..errors import InputError
 from ..registry import Registry, UnknownNameError
-from .losses import CONTRASTIVE_FORMS
+from .loss import CONTRASTIVE_FORMS
 
 TRAIN_VARIANTS = ("g", "nn", "supervised")
 SEMANTIC_TERMS = ("official", "paper")
+NONFINITE = ("stop", "zero")
+NN_FEATURES = ("stored", "clip-view")
 
 
 @dataclass
@@ -41,6 +43,15 @@ class TrainConfig:
         mirror: x-flip augmentation (kept with precomputed features: the unflipped image's
             features are used, recorded in the run config).
         gather: contrastive negatives gathered across ranks.
+        r1_interval / pl_interval: lazy regularisation intervals; 0 runs the term every step in the
+            main pass (the official ``Dboth``/``Gboth``, no Adam adjustment).
+        ema_kimg: G_ema half-life; default the official ``batch · 10/32`` of the *global* batch.
+        nonfinite: ``stop`` (default: a NaN/Inf loss stops the run naming the step, last snapshot
+            intact) or ``zero`` (the official loop: NaN gradients zeroed, ±Inf clamped, go on).
+        allow_tf32: TF32 matmul/cuDNN on CUDA (off, as the official loop).
+        nn_features: Lafite-NN's mapper input: ``stored`` (the data's precomputed, unflipped image
+            feature) or ``clip-view`` (the official NN branch: CLIP of a 0.99 crop of the real,
+            possibly flipped, image; needs the CLIP weights, as ``itc``).
     """
 
     variant: str = "g"
@@ -89,6 +100,9 @@ class TrainConfig:
     grid_captions: list[str] = field(default_factory=list)
     progress: bool = True
     tensorboard: bool = True
+    nonfinite: str = "stop"
+    allow_tf32: bool = False
+    nn_features: str = "stored"
 
 
 _COCO = dict(resolution=256, kimg=25000, batch=16, temp=0.5, lam=0.0, contrastive="official",
@@ -111,9 +125,13 @@ PRESETS.register("tiny", dict(resolution=32, kimg=0.4, batch=8, temp=0.5, lam=0.
 VARIANT_MIXING = {"g": 1.0, "nn": 1.0, "supervised": 0.0}
 
 
-def resolve(cfg: TrainConfig) -> TrainConfig:
+def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:
     """``cfg`` with every unset option filled from its preset and variant; checks each option
-    (InputError naming it) before any file is read."""
+    (InputError naming it) before any file is read.
+
+    Under torchrun (``world_size`` > 1) an unset ``batch`` is the preset's batch on *each* process
+    (the official rule: ``--batch`` is per GPU there), and the default ``ema_kimg`` follows that
+    global batch (official ``ema_kimg = batch · 10/32``: 20 kimg at the paper's 4 × 16)."""
     if cfg.variant not in TRAIN_VARIANTS:
         raise InputError(f"variant must be one of {', '.join(TRAIN_VARIANTS)}, got {cfg.variant!r}", param="variant")
     try:
@@ -127,10 +145,12 @@ def resolve(cfg: TrainConfig) -> TrainConfig:
         values["mixing_prob"] = VARIANT_MIXING[cfg.variant]
     if cfg.itd is None and cfg.variant == "supervised" and cfg.preset == "coco-language-free":
         values["itd"] = 5.0  # the README's supervised setting
+    if cfg.batch is None and world_size > 1:
+        values["batch"] = values["batch"] * world_size
     if values["ema_kimg"] is None:
         values["ema_kimg"] = values["batch"] * 10 / 32  # StyleGAN2-ADA 'auto': half-life batch·10/32 kimg
     if values["batch_gpu"] is None:
-        values["batch_gpu"] = values["batch"]
+        values["batch_gpu"] = values["batch"] // world_size if values["batch"] % world_size == 0 else values["batch"]
     out = TrainConfig(**values)
     _check(out)
     return out
@@ -141,12 +161,15 @@ def _check(c: TrainConfig) -> None:
         raise InputError("no training data given: a feature store, an official .zip or a data set name", param="data")
     if not c.out:
         raise InputError("no run folder given", param="out")
-    positive_int = ("batch", "batch_gpu", "r1_interval", "pl_interval", "z_dim", "w_dim", "mapping_layers",
-                    "channel_base", "channel_max", "fid_num")
+    positive_int = ("batch", "batch_gpu", "z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max", "fid_num")
     for name in positive_int:
         v = getattr(c, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise InputError(f"{name} must be a positive integer, got {v!r}", param=name)
+    for name in ("r1_interval", "pl_interval"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise InputError(f"{name} must be an integer >= 0 (0: no lazy regularisation), got {v!r}", param=name)
     for name in ("kimg", "snap", "lr", "ema_kimg"):
         if not float(getattr(c, name)) > 0:
             raise InputError(f"{name} must be positive, got {getattr(c, name)!r}", param=name)
@@ -160,6 +183,11 @@ def _check(c: TrainConfig) -> None:
         raise InputError(f"contrastive must be one of {', '.join(CONTRASTIVE_FORMS)}", param="contrastive")
     if c.semantic_term not in SEMANTIC_TERMS:
         raise InputError(f"semantic_term must be one of {', '.join(SEMANTIC_TERMS)}", param="semantic_term")
+    if c.nonfinite not in NONFINITE:
+        raise InputError(f"nonfinite must be one of {', '.join(NONFINITE)}, got {c.nonfinite!r}", param="nonfinite")
+    if c.nn_features not in NN_FEATURES:
+        raise InputError(f"nn_features must be one of {', '.join(NN_FEATURES)}, got {c.nn_features!r}",
+                         param="nn_features")
     if c.metrics not in ("fid", "none"):
         raise InputError(f"metrics must be fid or none, got {c.metrics!r}", param="metrics")
     if c.batch % c.batch_gpu:

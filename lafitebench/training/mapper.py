@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..io.files import atomic_path
 from ..models.pseudo_text import PerturbationNetwork
-from .losses import contrastive_loss
+from .loss import contrastive_loss
 
 
 @dataclass
