@@ -45,7 +45,8 @@ class TrainConfig:
         gather: contrastive negatives gathered across ranks.
         r1_interval / pl_interval: lazy regularisation intervals; 0 runs the term every step in the
             main pass (the official ``Dboth``/``Gboth``, no Adam adjustment).
-        ema_kimg: G_ema half-life; default the official ``batch · 10/32`` of the *global* batch.
+        ema_kimg: G_ema half-life; default the official ``16 · GPUs · 10/32`` kimg: the preset's batch
+            per process × the number of processes × 10/32 (5 kimg on one process, 20 at the paper's 4).
         nonfinite: ``stop`` (default: a NaN/Inf loss stops the run naming the step, last snapshot
             intact) or ``zero`` (the official loop: NaN gradients zeroed, ±Inf clamped, go on).
         allow_tf32: TF32 matmul/cuDNN on CUDA (off, as the official loop).
@@ -147,8 +148,9 @@ def resolve(cfg: TrainConfig, world_size: int = 1) -> TrainConfig:
         values["itd"] = 5.0  # the README's supervised setting
     if cfg.batch is None and world_size > 1:
         values["batch"] = values["batch"] * world_size
-    if values["ema_kimg"] is None:
-        values["ema_kimg"] = values["batch"] * 10 / 32  # StyleGAN2-ADA 'auto': half-life batch·10/32 kimg
+    if values["ema_kimg"] is None:  # official train.py: spec.ema = spec.mb · 10/32 with spec.mb = 16 · gpus, the
+        # preset's per-GPU batch times the processes, even when --batch overrides the batch
+        values["ema_kimg"] = preset["batch"] * world_size * 10 / 32
     if values["batch_gpu"] is None:
         values["batch_gpu"] = values["batch"] // world_size if values["batch"] % world_size == 0 else values["batch"]
     out = TrainConfig(**values)

@@ -316,7 +316,7 @@ def d_reg(nets: Networks, obj: Objective, real: torch.Tensor, img_f: torch.Tenso
     logits, _ = nets.D(x, h, semantic_term=obj.semantic_term)
     penalty = r1_penalty(logits, x)
     loss = penalty * (obj.gamma / 2) + logits.flatten() * 0
-    return PhaseLoss(loss, {"r1_penalty": penalty, "D_reg": penalty * (obj.gamma / 2)})
+    return PhaseLoss(loss, {"r1_penalty": penalty, "D_reg": penalty * (obj.gamma / 2), "scores_real": logits.flatten()})
 
 
 PHASES = {"Gmain": g_main, "Greg": g_reg, "Dmain": d_main, "Dreg": d_reg}

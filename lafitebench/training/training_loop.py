@@ -120,13 +120,8 @@ class Trainer:
         return self.phases[-1].opt
 
     def ema_beta(self) -> float:
-        """The EMA decay of this step: half-life ``ema_kimg`` over the global batch, ramped up to
-        ``ema_rampup ×`` the images shown before the step (StyleGAN2-ADA)."""
-        c = self.cfg
-        ema_nimg = c.ema_kimg * 1000
-        if c.ema_rampup:
-            ema_nimg = min(ema_nimg, self.nimg * c.ema_rampup)
-        return 0.5 ** (c.batch / max(ema_nimg, 1e-8))
+        """The EMA decay of this step (:func:`ema_beta` with the images shown before it)."""
+        return ema_beta(self.cfg.batch, self.cfg.ema_kimg, self.cfg.ema_rampup, self.nimg)
 
     # ------------------------------------------------------------------------------- one step
 
@@ -349,6 +344,15 @@ class Trainer:
             on_snapshot(path, fid)
 
 
+def ema_beta(batch: int, ema_kimg: float, ema_rampup: float | None, nimg: int) -> float:
+    """StyleGAN2-ADA's G_ema decay for one step of ``batch`` images: half-life ``ema_kimg``, ramped
+    up to ``ema_rampup ×`` the ``nimg`` images shown before the step (official training_loop)."""
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup:
+        ema_nimg = min(ema_nimg, nimg * ema_rampup)
+    return 0.5 ** (batch / max(ema_nimg, 1e-8))
+
+
 def loss_line(nimg: int, losses: dict[str, float], sec_per_kimg: float) -> str:
     """``kimg 0.400  G 1.23  D 1.31  r-f +0.42  G_pl 0.01  D_r1 0.02  11.2 s/kimg`` (under 80 columns)."""
     parts = [f"kimg {nimg / 1000:.3f}", f"G {losses.get('G', 0.0):.3f}", f"D {losses.get('D', 0.0):.3f}"]
@@ -484,4 +488,4 @@ def _tensorboard(run_dir: Path, announce: bool = True):
     return SummaryWriter(str(run_dir / "tb"))
 
 
-__all__ = ["Trainer", "TrainingDiverged", "latest_state", "read_state", "config_dict", "loss_line"]
+__all__ = ["Trainer", "TrainingDiverged", "latest_state", "read_state", "config_dict", "loss_line", "ema_beta"]

@@ -24,3 +24,18 @@ def tiny_clip(root: Path) -> tuple[Path, Path]:
     weights = root / "clip.pt"
     torch.save(open_clip.create_model(CLIP_NAME).state_dict(), weights)
     return cfg, weights
+
+
+def tiny_clip_224(root: Path, seed: int = 0):
+    """The same small CLIP with a 224² input (patch 32), as the official loss feeds CLIP 224² views;
+    returns the model (eval, frozen)."""
+    import open_clip
+    import torch
+
+    name = "lafitebench-test-clip-64-224"
+    cfg = dict(CLIP_CONFIG, vision_cfg=dict(CLIP_CONFIG["vision_cfg"], image_size=224, patch_size=32))
+    path = root / f"{name}.json"
+    path.write_text(json.dumps(cfg))
+    open_clip.add_model_config(path)
+    torch.manual_seed(seed)
+    return open_clip.create_model(name).eval().requires_grad_(False)
