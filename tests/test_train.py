@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -285,26 +286,120 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_snapshot(env, tmp_path,
     assert {p.name: p.read_bytes() for p in out.glob("*.safetensors")} == before
 
 
+def _weights(path: Path) -> dict:
+    """G, G_ema and D parameters of a native snapshot (not the w_avg buffer: each process tracks
+    its own latents there, as under the official DDP with broadcast_buffers=False)."""
+    return {k: v for k, v in _snapshot_tensors(path).items() if not k.endswith("w_avg")}
+
+
 @pytest.mark.slow
-def test_ddp_two_processes_split_each_batch(env, tmp_path):
-    one = run_train(_cfg(env, tmp_path / "one", kimg=0.016, snap=0.016))
+def test_two_processes_equal_one_process_with_rounds(env, tmp_path):
+    """2 gloo processes of 4 images (--batch 8) and 1 process with --batch 8 --batch-gpu 4 give the
+    same G, G_ema and D after 3 steps (every draw is keyed by the global sample position, gradients
+    are averaged over rounds and ranks); each rank trains on its half of every global batch.
+    Both sides run one thread per process: a different thread count changes float32 rounding, which
+    Adam turns into differences of about 1e-4 after 3 steps; at the same count they are bit for bit equal.
+    Mutation: removing the all-reduce averaging in _average_gradients fails this test."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = run_train(_cfg(env, tmp_path / "one", kimg=0.024, snap=0.024, batch=8, batch_gpu=4))
+    finally:
+        torch.set_num_threads(threads)
     logs_one = [json.loads(line) for line in (one.run_dir / "log.jsonl").read_text().splitlines()]
     torchrun = shutil.which("torchrun") or pytest.fail("torchrun not found")
-    args = {"clip_config": str(env["clip_config"]),
+    args = {"clip_config": str(env["clip_config"]), "delay_rank1": 3.0,
             "train": {"variant": "g", "data": str(env["store"]), "out": str(tmp_path / "two"), "preset": "tiny",
-                      "device": "cpu", "kimg": 0.016, "snap": 0.016, "metrics": "none", "progress": False,
+                      "device": "cpu", "kimg": 0.024, "snap": 0.024, "metrics": "none", "progress": False,
                       "tensorboard": False, "batch": 8}}
     (tmp_path / "args.json").write_text(json.dumps(args))
     r = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(DRIVER), str(tmp_path / "args.json")],
                        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     logs_two = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
-    assert len(logs_two) == len(logs_one) == 2
+    assert len(logs_two) == len(logs_one) == 3
     for a, b in zip(logs_one, logs_two):
         r0, r1 = b["rank_images"]
-        assert len(r0) == len(r1) == 4 and not set(r0) & set(r1)
-        assert r0 + r1 == a["rank_images"][0]  # the global batch, split in rank order
-    assert json.loads((tmp_path / "two" / "config.json").read_text())["config"]["batch"] == 8
+        assert len(r0) == len(r1) == 4 and r0 + r1 == a["rank_images"][0]  # the global batch, split in rank order
+        assert a["losses"] == pytest.approx(b["losses"], rel=1e-5)  # logged over the whole batch, all ranks
+    config = json.loads((tmp_path / "two" / "config.json").read_text())["config"]
+    assert config["batch"] == 8 and config["batch_gpu"] == 4
+    a, b = _weights(one.snapshots[-1]), _weights(tmp_path / "two" / one.snapshots[-1].name)
+    assert a.keys() == b.keys() and len(a) > 100
+    worst = max(float((a[k] - b[k]).abs().max()) / max(float(a[k].abs().max()), 1e-12) for k in a)
+    assert worst <= 1e-5, f"1 process and 2 processes differ by {worst:.2e} (relative)"
+    start = _weights(one.snapshots[0])
+    moved = [k for k in a if k.startswith("G.") and not torch.equal(a[k], start[k])]
+    assert len(moved) > 20  # G did train: the equality is not that of two untouched networks
+
+
+def test_gathered_contrastive_gradient_equals_the_whole_batch():
+    """--gather: two gloo processes each holding half the batch, negatives gathered, gradients
+    averaged over ranks, equal the contrastive gradient over the whole batch on one process."""
+    import torch.multiprocessing as mp
+
+    from lafitebench.training.loss import Objective, contrastive_loss
+
+    torch.manual_seed(0)
+    a, b, w = torch.randn(8, 16), torch.randn(8, 16), torch.randn(16, 16)
+    obj = Objective(temp=0.5, lam=0.3, contrastive="official")
+    weight = w.clone().requires_grad_(True)
+    contrastive_loss(a @ weight, b, obj.temp, obj.lam, obj.contrastive).mean().backward()
+    with tempfile.TemporaryDirectory() as d:
+        port = _free_port()
+        mp.spawn(_gather_worker, args=(2, port, a, b, w, obj, d), nprocs=2, join=True)
+        got = torch.load(Path(d) / "grad0.pt")
+        assert torch.allclose(got, torch.load(Path(d) / "grad1.pt"))
+    assert torch.allclose(got, weight.grad, rtol=1e-5, atol=1e-7), float((got - weight.grad).abs().max())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _gather_worker(rank, world, port, a, b, w, obj, folder):
+    import torch.distributed as dist
+
+    from lafitebench.training.training_loop import _average_gradients, gathered_contrast
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        weight = torch.nn.Parameter(w.clone())
+        holder = torch.nn.Module()
+        holder.weight = weight
+        rows = slice(rank * 4, rank * 4 + 4)
+        gathered_contrast(obj, world)(a[rows] @ weight, b[rows]).mean().backward()
+        _average_gradients(holder, world)
+        torch.save(weight.grad, Path(folder) / f"grad{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_only_rank_0_decides_about_the_run_folder(env, tmp_path, monkeypatch):
+    """A slower rank must never look at the run folder rank 0 is writing: it takes rank 0's
+    decision (here: a folder that would look foreign to it is accepted), and a refusal reaches it."""
+    from lafitebench.jobs import train as job
+    from lafitebench.runtime import distributed
+    from lafitebench.training.config import resolve
+    from lafitebench.training.data import TrainingData
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "config.json.tmp-12345").write_text("{")  # what rank 0 may be writing at that moment
+    cfg = resolve(_cfg(env, busy))
+    data = TrainingData(env["store"])
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    monkeypatch.setattr(distributed, "broadcast_object", lambda obj: ("ok", str(busy), None))
+    assert job._prepare_run(cfg, data) == (busy, None)
+    monkeypatch.setattr(distributed, "broadcast_object", lambda obj: ("refused", "run folder x is not empty", "out"))
+    with pytest.raises(InputError, match="not empty") as e:
+        job._prepare_run(cfg, data)
+    assert e.value.param == "out"
 
 
 @pytest.mark.slow

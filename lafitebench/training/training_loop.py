@@ -134,19 +134,7 @@ class Trainer:
                            need_gen_crop=c.itc > 0, need_real_crop=nn_view, device=self.device)
 
     def _contrast(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
-        if not (self.cfg.gather and self.world > 1):
-            return None
-        world, o = self.world, self.obj
-
-        def gathered(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            loss = contrastive_loss(_gather_keep_grad(a), _gather_keep_grad(b), o.temp, o.lam, o.contrastive)
-            # Each rank's backward reaches only its own rows, and the all-reduce averages over ranks,
-            # which would leave 1/world of the whole batch's gradient (the official code's --gather);
-            # scaling the gradient (not the value) by the world size gives exactly the gradient of
-            # the contrastive term over the whole global batch.
-            return loss * world - loss.detach() * (world - 1)
-
-        return gathered
+        return gathered_contrast(self.obj, self.world) if (self.cfg.gather and self.world > 1) else None
 
     def _run_phase(self, phase: Phase, x: torch.Tensor, img_f: torch.Tensor, txt_f: torch.Tensor | None,
                    base: int, terms: dict[str, float]) -> None:
@@ -213,6 +201,10 @@ class Trainer:
                 b_ema.copy_(b)
         self.nimg += c.batch
         self.step += 1
+        if self.world > 1:  # the log is the whole global batch's, the same on every rank and world size
+            names = sorted(terms)
+            total = distributed.all_reduce_sum(torch.tensor([terms[k] for k in names], dtype=torch.float64))
+            terms = {k: float(v) / self.world for k, v in zip(names, total)}
         out = {"G": terms.get("G_loss", 0.0), "D": terms.get("D_loss", 0.0)}
         if "G_reg" in terms:
             out["G_pl"] = terms["G_reg"]
@@ -379,6 +371,20 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], dic
         meta = f.metadata() or {}
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     return tensors, json.loads(meta["meta"]), json.loads(meta["config"])
+
+
+def gathered_contrast(obj: Objective, world: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The contrastive term with negatives from every rank (``--gather``), for the phase functions."""
+
+    def gathered(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        loss = contrastive_loss(_gather_keep_grad(a), _gather_keep_grad(b), obj.temp, obj.lam, obj.contrastive)
+        # Each rank's backward reaches only its own rows, and the all-reduce averages over ranks,
+        # which would leave 1/world of the whole batch's gradient (the official code's --gather);
+        # scaling the gradient (not the value) by the world size gives exactly the gradient of
+        # the contrastive term over the whole global batch.
+        return loss * world - loss.detach() * (world - 1)
+
+    return gathered
 
 
 def _average_gradients(module: torch.nn.Module, world: int) -> None:
