@@ -26,6 +26,7 @@ def official_modules(src: Path, clip_model: Any, workdir: Path) -> Iterator[type
     before = set(sys.modules)
     stub = types.ModuleType("clip")
     stub.load = lambda name, device=None, jit=False, **kw: (clip_model, None)  # noqa: E731
+    stub.tokenize = lambda text, *a, **kw: __import__("open_clip").tokenize(text)  # noqa: E731
     old_clip = sys.modules.get("clip")
     sys.modules["clip"] = stub
     sys.path.insert(0, str(src))
