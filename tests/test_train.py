@@ -298,6 +298,91 @@ def test_mapper_training_reduces_its_contrastive_loss_and_nn_uses_it(env, tmp_pa
     assert r.exit_code == 0 and "contrastive loss" in r.stdout
 
 
+def test_train_cli_says_what_runs_its_help_and_its_own_interrupt(env, tmp_path, monkeypatch):
+    """The first lines name the variant, preset, its cost and the settings; the loss line fits 80
+    columns; --help describes every option with its preset values; Ctrl-C says what train keeps."""
+    from lafitebench.training.training_loop import loss_line
+
+    r = runner.invoke(app, ["train", "--variant", "g", "--data", str(env["store"]), "--out", str(tmp_path / "run"),
+                            "--preset", "tiny", "--kimg", "0.016", "--snap", "0.008", "--device", "cpu",
+                            "--no-tensorboard"], terminal_width=80)
+    assert r.exit_code == 0, r.output
+    assert "train: variant g, preset tiny (32², 0.4 kimg" in r.output and "batch 8" in r.output
+    assert "kimg 0.016  G " in r.output  # the loss line at the last snapshot
+    wide = {"G": 123456.789, "D": -98765.4321, "D_real_minus_fake": -1234.5, "G_pl": 99999.9, "D_r1": 12345.6}
+    assert len(loss_line(25_000_000, wide, 123456.7)) < 80
+    r = runner.invoke(app, ["train", "--help"], terminal_width=80)
+    text = " ".join(r.output.split())
+    for phrase in ("g: Gaussian pseudo-text", "official: the released exp(S/τ) logits", "D's semantic term",
+                   "Adam learning rate", "Seeds the networks", "auto, cpu, cuda", "CLIP backbone of the data's",
+                   "open_clip pretrained tag", "Local CLIP weights file", "tiny 0.4", "coco-language-free 25000",
+                   "tiny: 32², 0.4 kimg: about"):
+        assert phrase in text, phrase
+    from lafitebench.jobs import train as job
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "run_train", interrupted)
+    r = runner.invoke(app, ["train", "--data", str(env["store"]), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 130 and "training states" in r.output and "reference statistics" not in r.output
+
+
+def test_tensorboard_event_files_hold_the_losses(env, tmp_path):
+    """With tensorboard installed, the run writes event files under tb/ that TensorBoard reads
+    back: every logged loss as a scalar, one point per step, steps (images shown) increasing."""
+    pytest.importorskip("tensorboard", reason="tensorboard is a test extra; without it see the next test")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    job = run_train(_cfg(env, tmp_path / "run", kimg=0.024, snap=0.024, tensorboard=True))
+    acc = EventAccumulator(str(job.run_dir / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"Loss/G", "Loss/D", "Loss/G_adv", "Loss/D_adv", "Timing/sec_per_kimg"} <= tags
+    events = acc.Scalars("Loss/G")
+    assert [e.step for e in events] == [8, 16, 24]
+    assert [e.value for e in events] == pytest.approx([rec["G"] for rec in job.losses], rel=1e-6)
+
+
+def test_without_tensorboard_the_jsonl_log_alone_and_one_line(env, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
+    job = run_train(_cfg(env, tmp_path / "run", kimg=0.008, snap=0.008, tensorboard=True, progress=True))
+    err = capsys.readouterr().err
+    assert err.count("tensorboard is not installed") == 1 and "log.jsonl" in err
+    assert not (job.run_dir / "tb").exists() and (job.run_dir / "log.jsonl").is_file()
+
+
+def test_mapper_training_continues_after_an_interrupt(env, tmp_path, monkeypatch):
+    """Ctrl-C during mapper training keeps its progress (saved every save_every steps); the same
+    call continues and ends with the network an uninterrupted run gives, bit for bit."""
+    from lafitebench.training.data import TrainingData
+    from lafitebench.training.mapper import train_mapper
+
+    data = TrainingData(env["store"])
+    full = train_mapper(data, tmp_path / "full.pth", steps=30, lr=1e-3, seed=0, hidden=64, progress=False, save_every=10)
+    real_step, calls = torch.optim.Adam.step, {"n": 0}
+
+    def interrupt_at_25(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 25:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", interrupt_at_25)
+    with pytest.raises(KeyboardInterrupt):
+        train_mapper(data, tmp_path / "m.pth", steps=30, lr=1e-3, seed=0, hidden=64, progress=False, save_every=10)
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    assert not (tmp_path / "m.pth").exists() and (tmp_path / "m.pth.state").is_file()
+    calls["n"] = 0
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (calls.__setitem__("n", calls["n"] + 1),
+                                                                         real_step(self, *a, **k))[1])
+    again = train_mapper(data, tmp_path / "m.pth", steps=30, lr=1e-3, seed=0, hidden=64, progress=False, save_every=10)
+    assert calls["n"] == 10  # continued from the state saved at step 20
+    assert not (tmp_path / "m.pth.state").exists()
+    a, b = full.network.state_dict(), again.network.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_snapshot(env, tmp_path, monkeypatch):
     from lafitebench.training import loss as loop
     from lafitebench.training.training_loop import TrainingDiverged

@@ -103,9 +103,17 @@ def message_text(text: str) -> str:
     return message(LafitebenchError(text))
 
 
-def boundary(fn: F) -> F:
-    """Wrap a command: LafitebenchError → :func:`fail`; Ctrl-C → one line, exit 130; any other
-    exception is a bug and keeps its traceback."""
+#: What Ctrl-C leaves behind for eval and generate; commands with other work say their own.
+INTERRUPTED = ("interrupted: finished work is kept (reference statistics in the cache, generated images in --out) "
+               "and nothing is half-written; run the same command again to continue")
+
+
+def boundary(fn: F | None = None, *, interrupted: str = INTERRUPTED) -> Any:
+    """Wrap a command: LafitebenchError → :func:`fail`; Ctrl-C → ``interrupted`` (one line, exit
+    130); any other exception is a bug and keeps its traceback. ``@boundary`` or
+    ``@boundary(interrupted="...")`` for a command whose kept work is described otherwise."""
+    if fn is None:
+        return lambda f: boundary(f, interrupted=interrupted)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -129,8 +137,7 @@ def boundary(fn: F) -> F:
                 raise
             fail(LafitebenchError("a path given on the command line contains a NUL character"))
         except KeyboardInterrupt:
-            err_console.print("interrupted: finished work is kept (reference statistics in the cache, generated "
-                              "images in --out) and nothing is half-written; run the same command again to continue")
+            err_console.print(interrupted)
             raise typer.Exit(code=130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise

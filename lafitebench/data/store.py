@@ -200,8 +200,10 @@ def _mode_group(mode: str) -> str:
 # Encoding.
 
 
-def _encode_captions(clip: Any, captions: list[str], rule: str, batch_size: int) -> tuple[torch.Tensor, dict]:
-    """Unnormalised CLIP text features [len(captions), D] with the long-caption rule; counts."""
+def _encode_captions(clip: Any, captions: list[str], rule: str, batch_size: int,
+                     bar: Any = None) -> tuple[torch.Tensor, dict]:
+    """Unnormalised CLIP text features [len(captions), D] with the long-caption rule; counts.
+    ``bar``: a Rich progress to show the encoding on (a task per call, removed when done)."""
     from ..encoders.clip import caption_token_lengths
 
     model, tokenizer = clip[0], clip[1]
@@ -215,9 +217,14 @@ def _encode_captions(clip: Any, captions: list[str], rule: str, batch_size: int)
         owner += [k] * len(parts)
     device = next(model.parameters()).device
     feats = []
+    task = bar.add_task("encode captions", total=len(pieces)) if bar is not None and pieces else None
     with torch.inference_mode():
         for s in range(0, len(pieces), batch_size):
             feats.append(model.encode_text(tokenizer(pieces[s:s + batch_size]).to(device)).float().cpu())
+            if task is not None:
+                bar.update(task, advance=len(pieces[s:s + batch_size]))
+    if task is not None:
+        bar.remove_task(task)
     dim = int(model.text_projection.shape[-1])
     raw = torch.cat(feats) if feats else torch.empty(0, dim)
     out = torch.zeros(len(captions), dim)
@@ -401,7 +408,7 @@ def _prepare_shard(items: Sequence[Any], lo: int, path: Path, clip: Any, info: d
                 rows.append({"idx": lo + i, "source": str(items[i].path), "mode": mode, "captions": caps[-1]})
         bar.update(task, advance=len(batch))
     flat = [c for cs in caps for c in cs]
-    txt_f, long_counts = _encode_captions(clip, flat, cfg.long_captions, cfg.batch_size)
+    txt_f, long_counts = _encode_captions(clip, flat, cfg.long_captions, cfg.batch_size, bar)
     counts.update(long_counts)
     _write_shard(path, images, img_f, caps, txt_f, rows, counts, DTYPES[cfg.dtype])
 

@@ -66,8 +66,8 @@ def _data(cfg: TrainConfig, device: torch.device) -> TrainingData:
 
 def _check_data(cfg: TrainConfig, data: TrainingData) -> None:
     if cfg.resolution is not None and cfg.resolution != data.resolution:
-        raise InputError(f"--resolution {cfg.resolution} but the data {data.path} holds {data.resolution}² images: "
-                         f"prepare it at {cfg.resolution} or pass --resolution {data.resolution}", param="resolution")
+        raise InputError(f"resolution {cfg.resolution} but the data {data.path} holds {data.resolution}² images: "
+                         f"prepare it at {cfg.resolution} or set the resolution to {data.resolution}", param="resolution")
     needs_text = cfg.mixing_prob < 1.0
     if needs_text and data.n_with_text < data.n:
         raise InputError(f"variant {cfg.variant} with mixing_prob {cfg.mixing_prob} trains on captions, but "
@@ -78,7 +78,7 @@ def _check_data(cfg: TrainConfig, data: TrainingData) -> None:
 
         have = data.clip.get("model")
         if have and not same_backbone(have, cfg.clip_model):
-            raise InputError(f"--clip-model {cfg.clip_model} but the features of {data.path} come from CLIP {have}: "
+            raise InputError(f"clip_model {cfg.clip_model} but the features of {data.path} come from CLIP {have}: "
                              "training mixes the two; prepare the data with the same backbone", param="clip_model")
 
 
@@ -101,8 +101,8 @@ def _load_clip_for_itc(cfg: TrainConfig, data: TrainingData, device: torch.devic
     model, _, _, info = load_clip(name, pretrained, cfg.clip_weights, device)
     want = data.clip.get("weights_sha256")
     if want and info.get("weights_sha256") and want != info["weights_sha256"]:
-        raise InputError(f"the CLIP weights loaded for --itc ({info.get('weights_sha256')[:12]}) are not the ones the "
-                         f"features of {data.path} were made with ({want[:12]}); pass those with --clip-weights",
+        raise InputError(f"the CLIP weights loaded for the CLIP terms ({info.get('weights_sha256')[:12]}) are not the ones "
+                         f"the features of {data.path} were made with ({want[:12]}); pass those as clip_weights",
                          param="clip_weights")
     model = model.eval().requires_grad_(False)
     return model, dict(model.visual.preprocess_cfg)
@@ -135,18 +135,18 @@ def _init_networks(cfg: TrainConfig, data: TrainingData, device: torch.device):
     G = model.G if model.G is not None else copy.deepcopy(G_ema)
     D = model.D
     if D is None:
-        raise InputError(f"--init {cfg.init} holds no discriminator (D): fine-tuning needs one; use a full snapshot",
+        raise InputError(f"init {cfg.init} holds no discriminator (D): fine-tuning needs one; use a full snapshot",
                          param="init")
     res, f_dim = G_ema.img_resolution, G_ema.f_dim
     if res != data.resolution:
-        raise InputError(f"--init {cfg.init} is a {res}² model but the data {data.path} holds {data.resolution}² images",
+        raise InputError(f"init {cfg.init} is a {res}² model but the data {data.path} holds {data.resolution}² images",
                          param="init")
     if f_dim != data.f_dim:
-        raise InputError(f"--init {cfg.init} takes {f_dim}-d CLIP features but the data's are {data.f_dim}-d "
+        raise InputError(f"init {cfg.init} takes {f_dim}-d CLIP features but the data's are {data.f_dim}-d "
                          "(another CLIP backbone)", param="init")
     from ..data.store import check_clip_match
 
-    check_clip_match(data.clip.get("model"), model.metadata.get("clip"), f"data {data.path}", f"--init {cfg.init}")
+    check_clip_match(data.clip.get("model"), model.metadata.get("clip"), f"data {data.path}", f"init {cfg.init}")
     return G, D, G_ema, {"init": str(cfg.init), "sha256": model.metadata.get("sha256")}
 
 
@@ -188,13 +188,13 @@ def _claim_run_folder(cfg: TrainConfig, data: TrainingData) -> tuple[Path, Path 
         if strip(old) != strip(mine) and not cfg.resume:
             diff = sorted(k for k in set(strip(old)) | set(strip(mine)) if strip(old).get(k) != strip(mine).get(k))
             raise InputError(f"run folder {run_dir} holds another run's config (differs in {', '.join(diff[:6])}); "
-                             "pass --resume to continue it with its own options, or choose another --out",
+                             "pass resume to continue it with its own options, or choose another run folder",
                              param="resume")
     elif run_dir.is_dir() and any(p for p in run_dir.iterdir() if p.name != "data"):
-        raise InputError(f"run folder {run_dir} is not empty and holds no lafitebench run; choose another --out",
+        raise InputError(f"run folder {run_dir} is not empty and holds no lafitebench run; choose another one",
                          param="out")
     if cfg.resume and state is None:
-        raise InputError(f"--resume: {run_dir} holds no training state to continue", param="resume")
+        raise InputError(f"resume: {run_dir} holds no training state to continue", param="resume")
     run_dir.mkdir(parents=True, exist_ok=True)
     if not ident_path.is_file():
         write_json_atomic(ident_path, mine)
@@ -281,16 +281,19 @@ def _fid_extractor(cfg: TrainConfig) -> Any:
 
 
 def describe_run(cfg: TrainConfig, data: TrainingData, state: Path | None) -> list[str]:
-    """The first lines of a run: what trains, with which preset and settings, and what it costs."""
+    """The first lines of a run (each under 80 columns but for long paths): what trains, with
+    which preset, what that preset costs, and the settings in use."""
     from ..training.config import PRESETS
 
     world = distributed.world_size()
     cost = PRESETS.get(cfg.preset).get("cost", "")
+    procs = f"{world} processes" if world > 1 else "1 process"
     return [f"train: variant {cfg.variant}, preset {cfg.preset}" + (f" ({cost})" if cost else ""),
-            f"  {data.resolution}² from {data.path} ({data.n} images), {cfg.kimg:g} kimg, batch {cfg.batch} "
-            f"({world} process{'es' if world > 1 else ''}, rounds of {cfg.batch_gpu}), lr {cfg.lr:g}",
+            f"  data {data.path}: {data.n} images, {data.resolution}²",
+            f"  {cfg.kimg:g} kimg, batch {cfg.batch} ({procs}, rounds of {cfg.batch_gpu}), lr {cfg.lr:g}",
             f"  itc {cfg.itc:g}, itd {cfg.itd:g}, gamma {cfg.gamma:g}, temp {cfg.temp:g}, lam {cfg.lam:g}, "
-            f"mixing {cfg.mixing_prob:g}, {cfg.contrastive} contrastive, EMA {cfg.ema_kimg:g} kimg",
+            f"mixing {cfg.mixing_prob:g}",
+            f"  {cfg.contrastive} contrastive, {cfg.semantic_term} semantic term, EMA {cfg.ema_kimg:g} kimg",
             f"  run folder {cfg.out}" + (f", continuing {state.name}" if state is not None else "")]
 
 

@@ -274,16 +274,17 @@ class Trainer:
         tb = _tensorboard(self.run_dir, announce=main and c.progress) if (main and c.tensorboard) else None
         log_path = self.run_dir / "log.jsonl"
         losses: list[dict[str, float]] = []
-        t_last, n_last = time.perf_counter(), self.nimg
+        tick_time, tick_images = 0.0, 0  # time in train_step since the last loss line
         with progress(disable=not (c.progress and main)) as bar:
             task = bar.add_task("train (images)", total=total, completed=self.nimg)
             if self.nimg == 0:  # as StyleGAN2-ADA: a snapshot (and FID) of the starting point
                 self._snapshot(extractor, origin or {}, tb, on_snapshot)
             while self.nimg < total:
+                t0 = time.perf_counter()
                 rec_losses = self.train_step()
-                now = time.perf_counter()
-                spk = (now - t_last) / max(self.nimg - n_last, 1) * 1000
-                t_last, n_last = now, self.nimg
+                step_time = time.perf_counter() - t0
+                spk = step_time / c.batch * 1000
+                tick_time, tick_images = tick_time + step_time, tick_images + c.batch
                 picks = [i for _, i in self.last_picks]
                 rec = {"step": self.step, "kimg": self.nimg / 1000, "sec_per_kimg": spk, "losses": rec_losses,
                        "rank_images": distributed.gather_objects(picks) if self.world > 1 else [picks]}
@@ -300,7 +301,8 @@ class Trainer:
                 if self.nimg >= self.next_snap or done:
                     self.next_snap = (self.nimg // int(c.snap * 1000) + 1) * c.snap * 1000
                     if main and c.progress:
-                        bar.console.print(loss_line(self.nimg, rec_losses, spk))
+                        bar.console.print(loss_line(self.nimg, rec_losses, tick_time / tick_images * 1000))
+                    tick_time, tick_images = 0.0, 0
                     self._snapshot(extractor, origin or {}, tb, on_snapshot)
         if tb is not None:
             tb.close()
