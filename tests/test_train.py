@@ -298,6 +298,45 @@ def test_mapper_training_reduces_its_contrastive_loss_and_nn_uses_it(env, tmp_pa
     assert r.exit_code == 0 and "contrastive loss" in r.stdout
 
 
+def test_phase_gain_rounds_and_ema_order(env, tmp_path):
+    """Inside the loop: a phase's gradient is its interval (gain) times the mean over rounds of
+    the phase function's gradient; G_ema uses the images shown before the step (official order)."""
+    from lafitebench.jobs.train import _networks
+    from lafitebench.training.config import resolve
+    from lafitebench.training.loss import g_reg
+    from lafitebench.training.training_loop import Trainer, ema_beta
+
+    cfg = resolve(_cfg(env, tmp_path / "run", batch=8, batch_gpu=4))
+    data = TrainingData(env["store"])
+    G, D, _, _ = _networks(cfg, data, torch.device("cpu"))
+    tr = Trainer(cfg, data, G, D, tmp_path / "run", torch.device("cpu"))
+    greg = next(p for p in tr.phases if p.name == "Greg")
+    assert greg.interval == cfg.pl_interval == 4
+    x, img_f, txt_f = data.batch(data.indices(cfg.seed, 0, 8), cfg.seed, cfg.mirror, torch.device("cpu"))
+    expected = {n: torch.zeros_like(p) for n, p in tr.G.named_parameters()}
+    pl_mean = tr.pl_mean.clone()
+    tr.G.requires_grad_(True)
+    for r in range(2):  # the two rounds of 4, each with its own draws, averaged, times the interval
+        s = slice(4 * r, 4 * r + 4)
+        part = g_reg(tr.nets, tr.obj, x[s], img_f[s], txt_f[s], tr._draws("Greg", 4 * r, 4), pl_mean)
+        grads = torch.autograd.grad(part.loss.mean(), [p for _, p in tr.G.named_parameters()], allow_unused=True)
+        for (n, _), g in zip(tr.G.named_parameters(), grads):
+            if g is not None:
+                expected[n] += g * 4 / 2
+    tr.G.requires_grad_(False)
+    captured = {}
+    greg.opt.step = lambda: captured.update({n: p.grad.clone() for n, p in tr.G.named_parameters() if p.grad is not None})
+    tr._run_phase(greg, x, img_f, txt_f, 0, {})
+    assert captured and all(torch.allclose(captured[n], expected[n], rtol=1e-5, atol=1e-8) for n in captured)
+    tr = Trainer(cfg, data, G, D, tmp_path / "run", torch.device("cpu"))
+    tr.train_step()
+    before = {n: p.clone() for n, p in tr.G_ema.named_parameters()}
+    tr.train_step()
+    beta = ema_beta(cfg.batch, cfg.ema_kimg, cfg.ema_rampup, 8)  # 8 images shown before the second step
+    assert all(torch.allclose(p_ema, p.lerp(before[n], beta), rtol=0, atol=1e-7)
+               for (n, p_ema), p in zip(tr.G_ema.named_parameters(), tr.G.parameters()))
+
+
 def test_train_cli_says_what_runs_its_help_and_its_own_interrupt(env, tmp_path, monkeypatch):
     """The first lines name the variant, preset, its cost and the settings; the loss line fits 80
     columns; --help describes every option with its preset values; Ctrl-C says what train keeps."""
