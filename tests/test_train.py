@@ -445,29 +445,29 @@ def _weights(path: Path) -> dict:
 @pytest.mark.slow
 def test_two_processes_equal_one_process_with_rounds(env, tmp_path):
     """2 gloo processes of 4 images (--batch 8) and 1 process with --batch 8 --batch-gpu 4 give the
-    same G, G_ema and D after 3 steps (every draw is keyed by the global sample position, gradients
+    same G, G_ema and D after 2 steps (every draw is keyed by the global sample position, gradients
     are averaged over rounds and ranks); each rank trains on its half of every global batch.
     Both sides run one thread per process: a different thread count changes float32 rounding, which
-    Adam turns into differences of about 1e-4 after 3 steps; at the same count they are bit for bit equal.
+    Adam turns into differences of about 1e-4 after a few steps; at the same count they are bit for bit equal.
     Mutation: removing the all-reduce averaging in _average_gradients fails this test."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        one = run_train(_cfg(env, tmp_path / "one", kimg=0.024, snap=0.024, batch=8, batch_gpu=4))
+        one = run_train(_cfg(env, tmp_path / "one", kimg=0.016, snap=0.016, batch=8, batch_gpu=4))
     finally:
         torch.set_num_threads(threads)
     logs_one = [json.loads(line) for line in (one.run_dir / "log.jsonl").read_text().splitlines()]
     torchrun = shutil.which("torchrun") or pytest.fail("torchrun not found")
     args = {"clip_config": str(env["clip_config"]), "delay_rank1": 1.0,
             "train": {"variant": "g", "data": str(env["store"]), "out": str(tmp_path / "two"), "preset": "tiny",
-                      "device": "cpu", "kimg": 0.024, "snap": 0.024, "metrics": "none", "progress": False,
+                      "device": "cpu", "kimg": 0.016, "snap": 0.016, "metrics": "none", "progress": False,
                       "tensorboard": False, "batch": 8}}
     (tmp_path / "args.json").write_text(json.dumps(args))
     r = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", str(DRIVER), str(tmp_path / "args.json")],
                        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     logs_two = [json.loads(line) for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
-    assert len(logs_two) == len(logs_one) == 3
+    assert len(logs_two) == len(logs_one) == 2
     for a, b in zip(logs_one, logs_two):
         r0, r1 = b["rank_images"]
         assert len(r0) == len(r1) == 4 and r0 + r1 == a["rank_images"][0]  # the global batch, split in rank order

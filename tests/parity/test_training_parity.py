@@ -265,7 +265,8 @@ def test_our_objective_equals_the_official_loss(official, case, monkeypatch):
         assert r["scalar_rel"] <= REL_SCALAR, f"{case} {r['phase']}: a noise-strength gradient differs by {r['scalar_rel']:.2e}"
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c != "mix0.5-paper-lam0.3-t0.1-itc-R256"])
+@pytest.mark.parametrize("case", [c for c in CASES if c not in (  # cut-off and second 256² cases: objective only
+    "mix0.5-paper-lam0.3-t0.1-itc-R256", "mix0.995-official-lam0-t0.5-R32", "mix0.005-paper-lam0-t0.5-R32")])
 def test_our_networks_train_like_the_official_ones(official, case, monkeypatch):
     """Our G and D with the same weights: the logged losses equal the official ones to 1e-5; the
     gradients to REL_NETWORKS. The networks' outputs differ by float32 rounding (about 1e-6), which
