@@ -319,9 +319,6 @@ def d_reg(nets: Networks, obj: Objective, real: torch.Tensor, img_f: torch.Tenso
     return PhaseLoss(loss, {"r1_penalty": penalty, "D_reg": penalty * (obj.gamma / 2), "scores_real": logits.flatten()})
 
 
-PHASES = {"Gmain": g_main, "Greg": g_reg, "Dmain": d_main, "Dreg": d_reg}
-
-
 __all__ = ["contrastive_loss", "cosine_matrix", "g_adversarial", "d_adversarial", "r1_penalty", "path_lengths",
            "view_crop", "clip_view", "condition", "training_condition", "generate", "g_main", "g_reg", "d_main",
-           "d_reg", "Objective", "Draws", "Networks", "PhaseLoss", "PHASES", "CONTRASTIVE_FORMS", "CLIP_VIEW"]
+           "d_reg", "Objective", "Draws", "Networks", "PhaseLoss", "CONTRASTIVE_FORMS", "CLIP_VIEW"]

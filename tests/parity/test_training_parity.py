@@ -42,6 +42,20 @@ REL_SCALAR = 1e-3
 REL_NETWORKS = 1e-2
 
 
+@pytest.fixture(scope="module", autouse=True)
+def parity_table(request):
+    """After the module: the table (networks × case × phase → max relative difference of losses,
+    gradients and noise-strength gradients) on the terminal, as `pytest -s tests/parity` shows it."""
+    yield
+    if not RESULTS:
+        return
+    lines = ["", "| networks | case | phase | losses | gradients | noise-strength gradients | params with gradient |"]
+    lines += [f"| {r['networks']} | {r['case']} | {r['phase']} | {r['loss_rel']:.1e} | {r['grad_rel']:.1e} | "
+              f"{r['scalar_rel']:.1e} | {r['nonzero_grads']}/{r['params']} |" for r in RESULTS]
+    with request.config.pluginmanager.getplugin("capturemanager").global_and_fixture_disabled():
+        print("\n".join(lines))
+
+
 @pytest.fixture(scope="module")
 def official(shared_dir, tmp_path_factory):
     if not (shared_dir / "reference" / "lafite-official" / "training" / "loss.py").is_file():
@@ -158,7 +172,7 @@ CASES = {  # name: (mixing_prob, contrastive, lam, temp, itc, resolution)
 }
 PHASES = ("Gmain", "Greg", "Dmain", "Dreg", "Gboth", "Dboth")
 
-RESULTS: list[dict] = []  # the parity table, printed by test_print_parity_table
+RESULTS: list[dict] = []  # the parity table, printed after the module by parity_table
 GAINS = {"Gmain": 1, "Greg": 4, "Dmain": 1, "Dreg": 16, "Gboth": 1, "Dboth": 1}
 
 
@@ -277,19 +291,6 @@ def test_our_networks_train_like_the_official_ones(official, case, monkeypatch):
         assert r["loss_rel"] <= REL, f"{case} {r['phase']}: logged losses differ by {r['loss_rel']:.2e} (relative)"
         assert r["grad_rel"] <= REL_NETWORKS, f"{case} {r['phase']}: gradient of {r['worst']} differs by {r['grad_rel']:.2e}"
         assert r["scalar_rel"] <= 10 * REL_NETWORKS, f"{case} {r['phase']}: a noise-strength gradient differs by {r['scalar_rel']:.2e}"
-
-
-def test_print_parity_table(official, capsys):
-    """Prints the table (phase × case → max relative difference of losses and gradients); `pytest -s
-    tests/parity -k table` shows it."""
-    if not RESULTS:
-        pytest.skip("run with the parity cases to collect the table")
-    lines = ["| networks | case | phase | losses | gradients | noise-strength gradients | params with gradient |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['networks']} | {r['case']} | {r['phase']} | {r['loss_rel']:.1e} | {r['grad_rel']:.1e} | "
-              f"{r['scalar_rel']:.1e} | {r['nonzero_grads']}/{r['params']} |" for r in RESULTS]
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
 
 
 def test_adam_and_ema_settings_equal_the_official_formulas():
