@@ -105,6 +105,7 @@ class ModelInfo:
     paper: tuple[PaperResult, ...] = ()
     notes: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
     manifest_path: Path | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,7 +117,7 @@ class ModelInfo:
             "source": {k: v for k, v in vars(self.source).items()},
             "paper": [{"table": p.table, "row": p.row, "metrics": dict(p.metrics), "verified": p.verified,
                        "verified_against": p.verified_against} for p in self.paper],
-            "notes": list(self.notes), "aliases": list(self.aliases),
+            "notes": list(self.notes), "aliases": list(self.aliases), "datasets": list(self.datasets),
             "manifest": str(self.manifest_path) if self.manifest_path else None,
         }
 
@@ -171,7 +172,7 @@ class _Manifest:
 
 
 _TOP_KEYS = {"schema_version", "id", "aliases", "title", "variant", "training_data", "resolution",
-             "license", "notes", "clip", "source", "paper"}
+             "license", "notes", "clip", "source", "paper", "datasets"}
 _CLIP_KEYS = {"backbone", "open_clip_model", "open_clip_pretrained", "f_dim"}
 _SOURCE_KEYS = {"kind", "url", "gdrive_id", "filename", "listed_at", "sha256", "size_bytes", "hash_status"}
 _PAPER_KEYS = {"table", "row", "verified", "verified_against", "metrics"}
@@ -257,7 +258,8 @@ def load_manifest(path: str | os.PathLike) -> ModelInfo:
     return ModelInfo(
         id=model_id, title=m.get("title", str), variant=variant, training_data=m.get("training_data", str),
         resolution=resolution, license=m.get("license", str), clip=clip, source=source, paper=tuple(paper),
-        notes=m.str_list("notes"), aliases=m.str_list("aliases"), manifest_path=path,
+        notes=m.str_list("notes"), aliases=m.str_list("aliases"), datasets=m.str_list("datasets"),
+        manifest_path=path,
     )
 
 

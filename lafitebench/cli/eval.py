@@ -44,6 +44,14 @@ def _default_out() -> Path:
 
 @boundary
 def eval_cmd(
+    dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME",
+                                          help="A data set's evaluation protocol as the paper ran it (reference, caption "
+                                               "split, sample count, resolution): coco, coco-mini, cub, ln-coco, mm-celeba, "
+                                               "cc3m. With --model: that model; with --samples: that folder; with neither: "
+                                               "every zoo model listed for it, as the paper's table (resumable in --out)."),
+    soa_lists: Optional[Path] = typer.Option(None, "--soa-lists", metavar="DIR",
+                                             help="With --dataset coco and soa in --metrics: the SOA caption lists "
+                                                  "(label_XX_name.pkl); or set LAFITEBENCH_SOA_LISTS."),
     samples: Optional[str] = typer.Option(None, "--samples", metavar="DIR|NAME",
                                           help="Folder of generated images (png/jpg/webp) with an optional "
                                                "manifest.jsonl/.csv (file, caption, soa_class), or a data set name. "
@@ -52,8 +60,9 @@ def eval_cmd(
     model: Optional[str] = typer.Option(None, "--model", metavar="ID|PATH",
                                         help="Generate the samples with this model (zoo id, .safetensors or official "
                                              ".pkl) from --split, then evaluate; a zoo model's paper row is shown beside."),
-    split: str = typer.Option("coco-mini", "--split", metavar="NAME|FILE",
-                              help="Caption split for --model (see `lafitebench generate --help`)."),
+    split: Optional[str] = typer.Option(None, "--split", metavar="NAME|FILE",
+                                        help="Caption split for --model (see `lafitebench generate --help`); "
+                                             "default coco-mini."),
     num: Optional[int] = typer.Option(None, "--num", min=1, help="Samples to generate with --model (default: the split)."),
     gen_seed: int = typer.Option(0, "--gen-seed", min=0, help="Seed of the generated samples (--model)."),
     stream: bool = typer.Option(False, "--stream", help="With --model: evaluate generated batches without writing images."),
@@ -82,8 +91,9 @@ def eval_cmd(
     resolution: int = typer.Option(D.resolution, "--resolution", min=8, help="Evaluation resolution (images of other sizes are resized, bicubic)."),
     inception_weights: Optional[str] = typer.Option(D.inception_weights, "--inception-weights", metavar="PATH|NAME",
                                                     help="Inception file (torch-fidelity layout); default: the 2015-12-05 network, downloaded once."),
-    protocol: str = typer.Option(D.protocol, "--protocol", metavar="torch-fidelity|lafite-official",
-                                 help="Named protocol: torch-fidelity (default) or lafite-official (covariance / N, IS "
+    protocol: Optional[str] = typer.Option(None, "--protocol", metavar="torch-fidelity|lafite-official",
+                                 help=f"Named protocol: {D.protocol} (default; --dataset: the data set's) or "
+                                      "lafite-official (covariance / N, IS "
                                       "splits in generation order; use the training set as --reference and "
                                       "--split coco-val-30k, as the official evaluation does). Overrides --isc-order."),
     fid_trace: str = typer.Option(D.fid_trace, "--fid-trace", metavar="eigh|eigvals",
@@ -139,8 +149,20 @@ def eval_cmd(
 
     from ..metrics.config import apply_protocol
 
-    config = apply_protocol(config, protocol)
     metric_list = "auto" if metrics.strip() == "auto" else csv_list(metrics, "--metrics")
+    if dataset is not None:
+        return _dataset_cmd(dataset, config, protocol, metric_list, samples=samples, model=model, split=split,
+                            reference=reference, num=num, data_root=data_root, reference_captions=reference_captions,
+                            reference_split=reference_split, soa_lists=soa_lists, out=out, overwrite=overwrite,
+                            as_json=as_json, report=report, allow_outside_paths=allow_outside_paths,
+                            generation=GenerateConfig(seed=gen_seed, device=device, batch_size=batch_size,
+                                                      clip_model=text_clip_model, clip_weights=str(text_clip_weights)
+                                                      if text_clip_weights else None))
+    if soa_lists is not None:
+        raise InputError("--soa-lists goes with --dataset coco; for a samples folder, put soa_class in its manifest",
+                         param="soa_lists")
+    config = apply_protocol(config, protocol or D.protocol)
+    split = split or "coco-mini"
     if reference is None:
         if model is None:
             reference = DEFAULT_REFERENCE
@@ -172,6 +194,77 @@ def eval_cmd(
     distributed.shutdown()
     if job.warnings or job.result.failed:
         raise typer.Exit(code=2)
+
+
+def _dataset_cmd(dataset: str, config: EvalConfig, protocol: str | None, metrics, *, samples, model, split, reference,
+                 num, data_root, reference_captions, reference_split, soa_lists, out, overwrite, as_json, report,
+                 allow_outside_paths, generation) -> None:
+    """``eval --dataset NAME``: a folder or one model or the zoo sweep on a data set's protocol."""
+    from ..data.registry import get_protocol
+    from ..errors import InputError
+    from ..jobs import dataset as ds
+    from ..jobs.eval import run_eval
+    from ..runtime import distributed
+
+    proto = get_protocol(dataset)
+    for given, opt in ((reference, "--reference"), (split, "--split")):
+        if given is not None:
+            raise InputError(f"--dataset {proto.name} sets the reference images and the caption split; drop {opt} "
+                             "(or drop --dataset and give both yourself)", param=opt.lstrip("-"))
+    if samples is not None and model is not None:
+        raise InputError("--dataset takes --model (generate and evaluate) or --samples (a folder), not both",
+                         param="samples")
+    if report is not None and samples is None:
+        raise InputError("--report goes with --dataset and --samples; a sweep writes its table into --out",
+                         param="report")
+    _, want_soa = ds.split_metrics(metrics)
+    inputs = ds.locate(proto, data_root=data_root, captions=reference_captions, reference_split=reference_split,
+                       num=num, soa_lists=soa_lists, want_soa=want_soa and samples is None)
+    config = ds.protocol_config(config, proto, protocol)
+    if samples is not None:
+        if num is not None:
+            raise InputError("--num goes with --model or the sweep; a samples folder is scored as it is", param="num")
+        job = run_eval(samples, **inputs.reference_kwargs(), metrics=metrics,
+                       out=out or (None if report is not None else _default_out()),
+                       overwrite=overwrite, allow_outside_paths=allow_outside_paths, config=config, report=report,
+                       extra_provenance={"dataset_protocol": inputs.provenance()})
+        if distributed.is_main():
+            _show(job, as_json, None)
+            for w in job.warnings:
+                err_console.print(f"[bold yellow]warning:[/] {w}")
+        distributed.shutdown()
+        if job.warnings or job.result.failed:
+            raise typer.Exit(code=2)
+        return
+    models = [model] if model is not None else ds.sweep_models(proto)
+    name = proto.name + (f"-{ds.model_label(model)}" if model is not None else "") + (f"-n{inputs.num}" if inputs.capped else "")
+    target = out or Path("reports") / "runs" / name
+    job = ds.run_sweep(inputs, target, metrics=metrics, config=config, generation=generation, overwrite=overwrite,
+                       models=models)
+    if distributed.is_main():
+        _show_sweep(job, as_json)
+    distributed.shutdown()
+
+
+def _show_sweep(job, as_json: bool) -> None:
+    from ..reports import rich_table
+    from ..jobs.dataset import table_notes, wide
+
+    if as_json:
+        sys.stdout.write(job.files["json"].read_text(encoding="utf-8") + "\n")
+        return
+    p = job.inputs.protocol
+    out_console.print(f"{p.title}: {job.inputs.num} samples per model"
+                      + (" (capped by --num)" if job.inputs.capped else ""))
+    out_console.print(rich_table(wide(job.table), title=f"lafitebench eval --dataset {p.name}", index=True))
+    for line in table_notes(job.inputs):
+        out_console.print(f"[cyan]note[/] {line}")
+    for name, why in job.skipped.items():
+        out_console.print(f"[yellow]left out[/] {name}: {why}")
+    if job.reused:
+        err_console.print(f"reused the finished results of: {', '.join(job.reused)}")
+    for kind, path in job.files.items():
+        err_console.print(f"wrote {kind}: {path}")
 
 
 def _show(job, as_json: bool, compare: str | None) -> None:

@@ -225,6 +225,7 @@ SPLITS.register("soa", soa_caption_split)
 SPLITS.register("cub-test", _dataset_split("cub-test", "cub", "test", COCO_FID_SAMPLES))
 SPLITS.register("ln-coco-test", _dataset_split("ln-coco-test", "ln-coco", "val2017", COCO_FID_SAMPLES))
 SPLITS.register("mm-celeba-hq-test", _dataset_split("mm-celeba-hq-test", "mm-celeba-hq", "test", 6000))
+SPLITS.register("cc3m-val", _dataset_split("cc3m-val", "cc3m", None, COCO_FID_SAMPLES))
 
 
 # --- caption files ---------------------------------------------------------------------------------

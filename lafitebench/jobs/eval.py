@@ -161,7 +161,7 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
              overwrite: bool = False, allow_outside_paths: bool = False,
              config: EvalConfig | None = None, model: str | None = None,
              generation: "GenerateConfig | None" = None, stream: bool = False,
-             report: str | os.PathLike | None = None) -> EvalJob:
+             report: str | os.PathLike | None = None, extra_provenance: dict[str, Any] | None = None) -> EvalJob:
     """Evaluate a samples folder (or data set) against a reference and save CSV/JSON/Markdown to ``out``.
 
     ``metrics="auto"`` computes every metric whose inputs exist and lists each one left out with
@@ -172,6 +172,7 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
     if writing still fails the result is saved to a fallback folder named in ``job.warnings``.
     ``report``: a report folder; the result goes to ``report/runs/<run>/`` and the folder's tables,
     leaderboard and HTML page are rebuilt (:func:`lafitebench.jobs.report.run_report`).
+    ``extra_provenance``: entries added to the result's provenance (e.g. the data set protocol).
 
     Raises:
         InputError / WeightsError: bad input, before any network runs.
@@ -198,6 +199,7 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
     if paper is not None:
         result.provenance["paper"] = paper
     result.provenance["metrics_skipped"] = result.skipped
+    result.provenance.update(extra_provenance or {})
     files: dict[str, Path] = {}
     warnings: list[str] = []
     report_files: dict[str, Path] = {}
