@@ -299,3 +299,35 @@ def test_no_global_outside_the_allow_list():
     allowed = {f"{m}.{n}" for m, n in official.SAFE_GLOBALS}
     assert "os.system" not in allowed and "builtins.eval" not in allowed
     assert all(not n.startswith(("builtins.", "os.", "posix.", "subprocess.")) for n in allowed)
+
+
+@pytest.mark.real_assets
+@pytest.mark.parametrize("where", ["init_kwargs", "training_set_kwargs"])
+def test_kwargs_nested_thousands_deep_are_refused(tmp_path, snapshot_path, monkeypatch, where):
+    """A snapshot whose kwargs nest 5,000 levels deep: a clear CheckpointError through ``load_model``
+    and ``zoo convert``, never a RecursionError."""
+    from typer.testing import CliRunner
+
+    from lafitebench.cli import app
+    from lafitebench.loading import load_model
+
+    deep: dict = {}
+    for _ in range(5000):
+        deep = {"k": deep}
+    data = safe_unpickle(snapshot_path)
+    if where == "init_kwargs":
+        data["G_ema"].state["_init_kwargs"]["mapping_kwargs"] = deep
+    else:
+        data["training_set_kwargs"] = {"path": "x.zip", "extra": deep}
+    bad = tmp_path / "deep-kwargs.pkl"
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)  # only to write the hostile file
+    try:
+        _write_official_like(bad, data, monkeypatch)
+    finally:
+        sys.setrecursionlimit(old)
+    with pytest.raises(CheckpointError, match=r"deep-kwargs\.pkl.*nests more than"):
+        load_model(bad)
+    r = CliRunner().invoke(app, ["zoo", "convert", str(bad), str(tmp_path / "out.safetensors")])
+    assert r.exit_code == 2 and "nests more than" in r.output and "Traceback" not in r.output, r.output
+    assert not (tmp_path / "out.safetensors").exists()

@@ -209,15 +209,35 @@ def _as_tensor(t: Any, key: str) -> torch.Tensor:
     return t.detach()
 
 
-def _plain(obj: Any) -> Any:
-    """Deep-convert dict subclasses / tuples / numpy scalars in init kwargs to plain Python."""
+MAX_KWARGS_DEPTH = 64  # official kwargs nest 3-4 levels (EasyDict of dicts); far below Python's recursion limit
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _plain(obj: Any, depth: int = 0) -> Any:
+    """Deep-convert dict subclasses / tuples / numpy scalars in init kwargs to plain Python.
+
+    Raises ``_TooDeep`` past :data:`MAX_KWARGS_DEPTH` levels (a hostile file, not a snapshot)."""
+    if depth > MAX_KWARGS_DEPTH:
+        raise _TooDeep
     if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): _plain(v, depth + 1) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [_plain(v, depth + 1) for v in obj]
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def _plain_field(obj: Any, path: Path, what: str) -> Any:
+    """:func:`_plain` of one field of the file; a structure nested too deeply is a CheckpointError."""
+    try:
+        return _plain(obj)
+    except _TooDeep:
+        raise CheckpointError(f"{path}: {what} nests more than {MAX_KWARGS_DEPTH} levels deep; an official LAFITE "
+                              "snapshot nests a few. Refusing the file (it is not a real snapshot)") from None
 
 
 def load_official_snapshot(path: str | Path) -> dict:
@@ -246,15 +266,15 @@ def load_official_snapshot(path: str | Path) -> dict:
             raise CheckpointError(f"{path}: network {key}: {e}") from None
         result[key] = {
             "class_name": rec.class_name,
-            "init_kwargs": _plain(rec.state.get("_init_kwargs") or {}),
-            "init_args": _plain(list(rec.state.get("_init_args") or ())),
+            "init_kwargs": _plain_field(rec.state.get("_init_kwargs") or {}, path, f"{key}._init_kwargs"),
+            "init_args": _plain_field(list(rec.state.get("_init_args") or ()), path, f"{key}._init_args"),
             "state_dict": dict(state_dict),
             "module_src_sha256": rec.module_src_sha256,
         }
     if "G_ema" not in result and "G" not in result:
         raise CheckpointError(f"{path}: no G or G_ema network in the snapshot (keys: {sorted(map(str, data))})")
     tsk = data.get("training_set_kwargs")
-    result["training_set_kwargs"] = _plain(tsk) if isinstance(tsk, Mapping) else None
+    result["training_set_kwargs"] = _plain_field(tsk, path, "training_set_kwargs") if isinstance(tsk, Mapping) else None
     result["augment_pipe_present"] = data.get("augment_pipe") is not None
     result["extra_keys"] = sorted(str(k) for k in data if k not in (*NETWORK_KEYS, "training_set_kwargs", "augment_pipe"))
     return result
