@@ -152,6 +152,42 @@ def test_report_folder_accumulates_tables_and_leaderboard(tmp_path):
     assert r.exit_code == 2 and "--sort-by" in r.output
 
 
+def test_runs_on_different_references_are_separate_rows_that_say_why(tmp_path):
+    """Three runs of one model, two against coco-mini:b and one against coco val2017: two rows
+    (the two coco-mini runs averaged), each naming the reference it differs in."""
+    _result(tmp_path / "a", {"FID-0": 100.0, "KID": 0.05}, n=50, reference=("coco-mini:b", "coco-mini"))
+    _result(tmp_path / "b", {"FID-0": 102.0, "KID": 0.07}, n=50, reference=("coco-mini:b", "coco-mini"))
+    _result(tmp_path / "c", {"FID-0": 20.0, "KID": 0.01}, n=50, reference=("coco:val2017", "coco"))
+    board = aggregate(load_measured([tmp_path]))
+    assert sorted(board["runs"]) == [1, 2]
+    two = board[board["runs"] == 2].iloc[0]
+    assert two["FID-0"] == 101.0 and "reference coco-mini:b" in two["differs"]
+    assert "reference coco:val2017" in board[board["runs"] == 1]["differs"].item()
+    merged = merge("lang_free", load_measured([tmp_path]))
+    measured = merged[merged["source"] == "measured"]
+    assert len(measured) == 2 and all("a row of its own" in p for p in measured["protocol"])
+    assert str(merged["runs"].dtype) == "Int64"
+
+
+def test_leaderboard_fits_80_columns_with_integer_runs_and_kid_std(tmp_path):
+    from rich.console import Console
+
+    from lafitebench.reports.render import board_table
+
+    for k, (fid, kid) in enumerate(((100.0, 0.05), (102.0, 0.07))):
+        _result(tmp_path / f"r{k}", {"FID-0": fid, "KID": kid, "IS": 20.0, "CLIP": 25.0}, n=50,
+                reference=("coco-mini:b", "coco-mini"), model="lafite-coco-supervised-vitb32")
+    board = aggregate(load_measured([tmp_path]))
+    console = Console(width=80, record=True, force_terminal=False)
+    console.print(board_table(board, "leaderboard"))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text and "lafite-coco-supervi" in text  # folded, never cut
+    assert "± 0.014" in text  # KID's std over the two runs (0.05, 0.07)
+    assert "│    2 │" in text and "2.0" not in text  # runs as an integer
+    assert "[1] reference coco-mini:b" in text
+
+
 def runner_invoke(*args: str):
     from typer.testing import CliRunner
 

@@ -45,7 +45,7 @@ def report_cmd(results: Optional[List[Path]] = typer.Argument(None, metavar="[RE
     from ..jobs.report import list_tables, run_report
     from ..reports import rich_table
     from ..reports.paper import get_table
-    from ..reports.render import rich_merged
+    from ..reports.render import board_table, rich_merged
 
     if list_:
         out_console.print(rich_table(list_tables(), title="paper tables (lafitebench report --table NAME)"))
@@ -54,9 +54,7 @@ def report_cmd(results: Optional[List[Path]] = typer.Argument(None, metavar="[RE
     for table_id, merged in job.tables.items():
         out_console.print(rich_merged(merged, get_table(table_id).title))
     if not job.leaderboard.empty:
-        board = job.leaderboard[[c for c in job.leaderboard.columns if not c.endswith(" std")
-                                 and c != "checkpoint_sha256"]]
-        out_console.print(rich_table(board, title="leaderboard of measured runs"))
+        out_console.print(board_table(job.leaderboard, "leaderboard of measured runs"))
     if job.files:
         html = job.files.get("index.html")
         err_console.print(f"wrote {len(job.files)} files" + (f"; open {html}" if html else ""))

@@ -6,6 +6,8 @@ All pure functions over :class:`Measured` records and pandas frames; files are w
 """
 from __future__ import annotations
 
+import json
+
 import math
 import os
 from dataclasses import dataclass, field
@@ -137,6 +139,10 @@ def protocol_differences(m: Measured, table: PaperTable, dataset: str | None = N
     return diffs
 
 
+#: Leaderboard columns that are not metrics.
+INFO_COLUMNS = ("model", "split", "runs", "n", "reference", "checkpoint_sha256", "differs")
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     mean = sum(values) / len(values)
     if len(values) < 2:
@@ -148,20 +154,56 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def aggregate(runs: Iterable[Measured]) -> pd.DataFrame:
     """One row per (label, split): for every metric its mean, sample std (ddof 1) and the number
     of runs (``runs``), plus the runs' protocol summary. Columns ``M``, ``M std`` per metric."""
-    return pd.DataFrame([_aggregate_group(ms) for ms in _groups(runs)])
+    groups = _groups(runs)
+    return pd.DataFrame([_aggregate_group(ms, groups) for ms in groups])
+
+
+def protocol_key(m: Measured) -> dict[str, Any]:
+    """Every protocol field that changes a number: runs are averaged only when all are equal."""
+    prov = m.provenance or {}
+    cfg = prov.get("config") or {}
+    ref = (prov.get("inputs") or {}).get("reference") or {}
+    return {"reference": ref.get("fingerprint") or m.reference, "split": m.split_hash or m.split, "n": m.n,
+            "resolution": cfg.get("resolution"), "blur_preset": m.blur_preset, "protocol": cfg.get("protocol"),
+            "weights": m.checkpoint_sha256, "inception": (prov.get("inception") or {}).get("sha256"),
+            "detector": (m.detector, m.detector_conf), "clip_scorer": m.clip_scorer}
+
+
+def _shown(field: str, m: Measured) -> str:
+    """A protocol field as the table's reader can read it."""
+    if field == "reference":
+        return str(m.reference)
+    if field == "split":
+        return f"{m.split} ({str(m.split_hash)[:8]})" if m.split_hash else str(m.split)
+    if field in ("weights", "inception"):
+        v = protocol_key(m)[field]
+        return str(v)[:12] if v else "?"
+    return str(protocol_key(m)[field])
 
 
 def _groups(runs: Iterable[Measured]) -> list[list[Measured]]:
-    groups: dict[tuple[str, str | None], list[Measured]] = {}
+    groups: dict[str, list[Measured]] = {}
     for m in runs:
-        groups.setdefault((m.label, m.split), []).append(m)
+        groups.setdefault(json.dumps([m.label, protocol_key(m)], sort_keys=True, default=str), []).append(m)
     return list(groups.values())
 
 
-def _aggregate_group(ms: list[Measured]) -> dict[str, Any]:
+def _differs(ms: list[Measured], all_groups: list[list[Measured]]) -> str:
+    """Why this group is a row of its own: the protocol fields in which it differs from the other
+    groups of the same model (empty when the model has one group)."""
+    others = [g for g in all_groups if g is not ms and g[0].label == ms[0].label]
+    if not others:
+        return ""
+    mine = protocol_key(ms[0])
+    fields = [f for f in mine if any(protocol_key(g[0])[f] != mine[f] for g in others)]
+    return "; ".join(f"{f} {_shown(f, ms[0])}" for f in fields)
+
+
+def _aggregate_group(ms: list[Measured], all_groups: list[list[Measured]] | None = None) -> dict[str, Any]:
     label, split = ms[0].label, ms[0].split
     row: dict[str, Any] = {"model": label, "split": split or "", "runs": len(ms), "n": ms[0].n,
-                           "reference": ms[0].reference, "checkpoint_sha256": ms[0].checkpoint_sha256}
+                           "reference": ms[0].reference, "checkpoint_sha256": ms[0].checkpoint_sha256,
+                           "differs": _differs(ms, all_groups or [ms])}
     for k in dict.fromkeys(k for m in ms for k in m.metrics):
         row[k], row[f"{k} std"] = _mean_std([m.metrics[k] for m in ms if k in m.metrics])
     return row
@@ -174,8 +216,7 @@ def leaderboard(runs: Sequence[Measured], sort_by: str | None = None) -> pd.Data
     df = aggregate(runs)
     if df.empty:
         return df
-    metric_cols = [c for c in df.columns if c not in ("model", "split", "runs", "n", "reference", "checkpoint_sha256")
-                   and not c.endswith(" std")]
+    metric_cols = [c for c in df.columns if c not in INFO_COLUMNS and not c.endswith(" std")]
     key = sort_by or ("FID-0" if "FID-0" in metric_cols else (metric_cols[0] if metric_cols else None))
     if key is None:
         return df
@@ -226,7 +267,8 @@ def merge(table_name: str, runs: Sequence[Measured]) -> pd.DataFrame:
         ref = paper_rows.get(row_name) if row_name else None
         diffs = sorted({d for m in ms for d in protocol_differences(m, table)})
         r = {"model": f"{agg_row['model']} (measured)", "source": "measured", "verified": None,
-             "runs": agg_row["runs"], "protocol": "; ".join(diffs), "paper_source": None,
+             "runs": agg_row["runs"], "paper_source": None,
+             "protocol": "; ".join(diffs + ([f"a row of its own: {agg_row['differs']}"] if agg_row["differs"] else [])),
              "paper_row": row_name if ref else None, "split": agg_row["split"]}
         for k in metrics:
             if k in agg_row and not pd.isna(agg_row[k]):
@@ -240,12 +282,14 @@ def merge(table_name: str, runs: Sequence[Measured]) -> pd.DataFrame:
     for c in cols + extra + ["paper_row", "split", "paper_source"]:
         if c not in df:
             df[c] = None
+    df["runs"] = df["runs"].astype("Int64")  # paper rows have none; measured counts stay integers
     return df[cols + extra + ["paper_row", "split", "paper_source"]]
 
 
 def _grouped(runs: Sequence[Measured]) -> list[tuple[dict[str, Any], list[Measured]]]:
-    return [(_aggregate_group(ms), ms) for ms in _groups(runs)]
+    groups = _groups(runs)
+    return [(_aggregate_group(ms, groups), ms) for ms in groups]
 
 
 __all__ = ["Measured", "measured_from_result", "find_results", "load_measured", "protocol_differences", "aggregate",
-           "leaderboard", "runs_for_table", "merge"]
+           "leaderboard", "runs_for_table", "merge", "protocol_key", "INFO_COLUMNS"]

@@ -26,7 +26,7 @@ def metric_columns(merged: pd.DataFrame) -> list[str]:
 
 
 def _num(v: Any) -> bool:
-    return v is not None and not (isinstance(v, float) and math.isnan(v))
+    return v is not None and v is not pd.NA and not (isinstance(v, float) and math.isnan(v))
 
 
 def format_cell(row: pd.Series, metric: str, digits: int = 2) -> str:
@@ -103,6 +103,35 @@ def table_files(merged: pd.DataFrame, table_id: str, title: str, provenance: dic
             f"{table_id}.json": (json.dumps(payload, indent=2, default=str) + "\n").encode()}
 
 
+def board_table(board: pd.DataFrame, title: str) -> Table:
+    """The leaderboard for an 80-column terminal: every metric as ``mean ± std`` (the std the
+    files hold: across runs, or KID's own), ``runs`` and ``n`` as integers, the reference and why a
+    model has several rows as numbered notes under the table; long cells fold, never "…"."""
+    from .merge import INFO_COLUMNS
+
+    metrics = [c for c in board.columns if c not in INFO_COLUMNS and not str(c).endswith(" std")]
+    t = Table(title=title, caption_justify="left")
+    t.add_column("model", overflow="fold", ratio=2)
+    for c in ("n", "runs", *metrics):
+        t.add_column(str(c), justify="right", overflow="fold", min_width=len(str(c)))
+    notes: list[str] = []
+    for _, r in board.iterrows():
+        why = f"reference {r.get('reference')}" + (f"; {r['differs']}" if r.get("differs") else "")
+        if why not in notes:
+            notes.append(why)
+        cells = [f"{r['model']} [{notes.index(why) + 1}]", _int(r.get("n")), _int(r.get("runs"))]
+        for m in metrics:
+            v, sd = r.get(m), r.get(f"{m} std")
+            cells.append("" if not _num(v) else f"{v:.4g}" + (f" ± {sd:.2g}" if _num(sd) else ""))
+        t.add_row(*cells)
+    t.caption = "\n".join(f"[{i}] {w}" for i, w in enumerate(notes, 1))
+    return t
+
+
+def _int(v: Any) -> str:
+    return str(int(v)) if _num(v) else ""
+
+
 def rich_merged(merged: pd.DataFrame, title: str) -> Table:
     """The merged table for the terminal (measured rows in bold)."""
     shown = formatted(merged)
@@ -115,4 +144,4 @@ def rich_merged(merged: pd.DataFrame, title: str) -> Table:
 
 
 __all__ = ["format_cell", "formatted", "footnotes", "to_latex_table", "latex_escape",
-           "table_files", "rich_merged", "metric_columns"]
+           "table_files", "rich_merged", "metric_columns", "board_table"]
