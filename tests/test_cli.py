@@ -149,3 +149,14 @@ def test_zoo_commands():
     assert r.exit_code == 2 and "lafite-coco-g.pkl" in r.output
     r = _invoke("zoo", "verify")
     assert r.exit_code == 0
+
+
+@pytest.mark.parametrize("command", [[], ["eval"], ["generate"], ["train"], ["train-mapper"], ["report"], ["zoo"],
+                                     ["zoo", "fetch"], ["zoo", "convert"], ["data"], ["data", "prepare"]])
+def test_help_fits_80_columns(command):
+    """Every help page, examples included, fits an 80-column terminal."""
+    r = CliRunner().invoke(app, [*command, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    long = [line for line in r.output.splitlines() if len(line) > 80]
+    assert not long, long
+    assert r.output.startswith("Usage:")

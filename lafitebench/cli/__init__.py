@@ -52,7 +52,9 @@ Examples:
   torchrun --standalone --nproc_per_node 2 -m lafitebench eval \\
       --samples out/ --reference real/
   lafitebench data prepare coco-mini --out stores/mini --resolution 64
-  lafitebench train --variant g --data stores/mini --out runs/tiny --preset tiny
+  lafitebench train --variant g --data stores/mini --out runs/tiny \\
+      --preset tiny
+  lafitebench eval --dataset coco --data-root /data/coco --fid-blur 0,1,2,4,8
   lafitebench zoo list
   lafitebench report reports/runs/<run> --table lang_free""",
     no_args_is_help=True,

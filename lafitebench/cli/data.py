@@ -27,8 +27,10 @@ Examples:
 
 \b
   lafitebench data prepare coco-mini --out stores/mini --resolution 64
-  lafitebench data prepare coco --data-root /data/coco --split train2014 --out stores/coco
-  lafitebench data prepare /data/my_images --out stores/mine --export-official mine.zip
+  lafitebench data prepare coco --data-root /data/coco --split train2014 \\
+      --out stores/coco
+  lafitebench data prepare /data/my_images --out stores/mine \\
+      --export-official mine.zip
 """
 
 

@@ -15,7 +15,8 @@ from .errors import boundary
 D = EvalConfig()  # the one source of defaults
 DEFAULT_SAMPLES, DEFAULT_REFERENCE = "coco-mini:a", "coco-mini:b"
 
-EVAL_HELP = """Compute IS, FID, FID-k, KID, CLIP score and SOA for a folder of generated images.
+EVAL_HELP = """Compute IS, FID, FID-k, KID, CLIP score and SOA for a folder of generated images,
+a model, or (--dataset) a data set's protocol as the paper ran it.
 
 Under torchrun each process takes a shard of both sets; the result equals a
 single-process run (FID to 1e-9 relative, the others exactly).
@@ -24,6 +25,8 @@ Examples:
 
 \b
   lafitebench eval        # bundled default: 50 coco-mini images vs 50 others
+  lafitebench eval --dataset coco --data-root /data/coco --fid-blur 0,1,2,4,8
+  lafitebench eval --dataset coco-mini --model lafite-coco-g
   lafitebench eval --samples out/samples --reference coco \\
       --data-root /data/coco --fid-blur 0,1,2,4,8
   lafitebench eval --samples out/soa --metrics soa --detector yolov8m.pt

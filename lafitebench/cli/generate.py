@@ -22,11 +22,13 @@ Examples:
 
 \b
   lafitebench generate --model lafite-coco-g --split coco-mini --out out/mini
-  lafitebench generate --model model.safetensors --split prompts.txt --out out/p
+  lafitebench generate --model model.safetensors --split prompts.txt \\
+      --out out/p
   lafitebench generate --model lafite-coco-g --split coco-val-30k \\
       --data-root /data/coco --out out/coco30k --batch-size 32
   torchrun --standalone --nproc_per_node 4 -m lafitebench generate \\
-      --model lafite-coco-g --split coco-val-30k --data-root /data/coco --out out/c
+      --model lafite-coco-g --split coco-val-30k --data-root /data/coco \\
+      --out out/c
 """
 
 
