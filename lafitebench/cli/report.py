@@ -23,8 +23,8 @@ Examples:
 
 \b
   lafitebench report --list
-  lafitebench report --table lang_free                 # the paper's table alone
-  lafitebench report reports/mine                      # a report folder: every table with measured rows
+  lafitebench report --table lang_free    # the paper's table alone
+  lafitebench report reports/mine         # every table with measured rows
   lafitebench report runs/a runs/b --table zero_shot --out reports/zs
 """
 
