@@ -177,3 +177,40 @@ def test_dataset_bad_input_is_named_before_work(args, needle, tmp_path, monkeypa
     assert r.exit_code == 2, r.output
     assert all(n in r.output for n in needle), r.output
     assert "Traceback" not in r.output and not (tmp_path / "o").exists()
+
+
+@pytest.fixture
+def tiny_inception(monkeypatch, shared_dir):
+    from lafitebench.metrics import engine
+
+    monkeypatch.setenv("LAFITEBENCH_WEIGHTS", str(shared_dir / "assets/inception"))
+    real = engine._load_extractor
+    monkeypatch.setattr(engine, "_load_extractor",
+                        lambda plan, config, extractor=None: real(plan, config, extractor or TinyExtractor(logits=False)))
+
+
+def test_samples_inside_the_reference_are_warned_about(tiny_inception, shared_dir, tmp_path):
+    """coco-mini (bundled 256² crops) against the COCO val2017 originals: the same COCO images;
+    a folder of copied reference files: the same bytes; the two coco-mini halves: disjoint."""
+    import shutil
+
+    from lafitebench.data.datasets import coco_mini
+
+    coco = ["--reference", "coco", "--data-root", str(shared_dir / "assets/coco/coco_mini"), "--reference-split",
+            "val2017"]
+    r = runner.invoke(app, ["eval", "--samples", "coco-mini:a", *coco, "--metrics", "fid", "--out", str(tmp_path / "1"),
+                            "--json"])
+    assert r.exit_code == 0, r.output
+    assert "50 of 50 sample images are also in the reference" in " ".join(r.stderr.split())
+    assert json.loads(r.stdout)["provenance"]["inputs"]["shared_images"] == 50
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for it in coco_mini().items[:3]:
+        shutil.copy(it.path, copies / it.path.name)
+    r = runner.invoke(app, ["eval", "--samples", str(copies), "--reference", "coco-mini", "--metrics", "fid",
+                            "--kid-subset-size", "2", "--out", str(tmp_path / "2")])
+    assert r.exit_code == 0, r.output
+    assert "3 of 3 sample images are also in the reference" in " ".join(r.stderr.split())
+    r = runner.invoke(app, ["eval", "--metrics", "fid", "--out", str(tmp_path / "3")])
+    assert r.exit_code == 0, r.output
+    assert "also in the reference" not in " ".join(r.output.split())

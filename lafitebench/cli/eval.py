@@ -192,7 +192,7 @@ def eval_cmd(
             err_console.print(f"report updated: {job.report_files.get('index.html')}")
         for name, why in job.result.failed.items():
             err_console.print(f"[bold red]error:[/] {name} could not be computed: {why}")
-        for w in job.warnings:
+        for w in job.warnings + job.notices:
             err_console.print(f"[bold yellow]warning:[/] {w}")
     distributed.shutdown()
     if job.warnings or job.result.failed:
@@ -233,7 +233,7 @@ def _dataset_cmd(dataset: str, config: EvalConfig, protocol: str | None, metrics
                        extra_provenance={"dataset_protocol": inputs.provenance()})
         if distributed.is_main():
             _show(job, as_json, None)
-            for w in job.warnings:
+            for w in job.warnings + job.notices:
                 err_console.print(f"[bold yellow]warning:[/] {w}")
         distributed.shutdown()
         if job.warnings or job.result.failed:
@@ -264,6 +264,9 @@ def _show_sweep(job, as_json: bool) -> None:
         out_console.print(f"[cyan]note[/] {line}")
     for name, why in job.skipped.items():
         out_console.print(f"[yellow]left out[/] {name}: {why}")
+    for label, jobs in job.runs.items():
+        for line in (n for j in jobs for n in j.notices):
+            err_console.print(f"[bold yellow]warning:[/] {label}: {line}")
     if job.reused:
         err_console.print(f"reused the finished results of: {', '.join(job.reused)}")
     for kind, path in job.files.items():

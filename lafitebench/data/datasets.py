@@ -161,6 +161,7 @@ class ImageSet:
         self.skipped: list[str] = []
         self.skip_reasons: dict[str, str] = {}
         self._fingerprint: str | None = None
+        self._content_hashes: list[str] = []
 
     def __len__(self) -> int:
         return len(self.items)
@@ -190,18 +191,30 @@ class ImageSet:
             h = hashlib.sha256()
             policy = "none=bicubic-if-size-differs" if self.crop == "none" else "center=crop-square+lanczos"
             h.update(f"{FINGERPRINT_VERSION}\nresolution={self.resolution}\ncrop={policy}\n".encode())
+            hashes = []
             for it in self.items:
                 try:
                     size = _img.image_size(it.path)
                     h.update(f"{self._relname(it.path)}\0{size}\0".encode("utf-8"))
+                    one = hashlib.sha256()
                     src = _img.image_source(it.path)
                     with (open(src, "rb") if not hasattr(src, "read") else src) as fh:
                         while block := fh.read(1 << 20):
                             h.update(block)
+                            one.update(block)
+                    hashes.append(one.hexdigest())
                 except (OSError, KeyError) as e:
                     raise InputError(f"cannot read image {it.path} of set {self.name!r}: {e}") from None
-            self._fingerprint = h.hexdigest()
+            self._fingerprint, self._content_hashes = h.hexdigest(), hashes
         return self._fingerprint
+
+    def identities(self) -> list[set[str]]:
+        """Per item, what identifies the picture: the sha256 of its file and, for COCO-derived
+        sets, its COCO image id (a bundled crop and the original file are the same picture).
+        Computed with :meth:`fingerprint` (one read of every file)."""
+        self.fingerprint()
+        return [{f"sha256:{d}"} | ({f"coco:{it.meta['image_id']}"} if "image_id" in it.meta else set())
+                for it, d in zip(self.items, self._content_hashes)]
 
     def find_bad(self, quick: bool = True) -> list[tuple[str, str]]:
         """Return ``(file, reason)`` for every image that does not open.

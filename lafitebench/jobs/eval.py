@@ -40,6 +40,25 @@ class EvalJob:
     files: dict[str, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     report_files: dict[str, Path] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)
+
+
+def shared_images(samples: Any, reference: Any) -> int:
+    """How many sample images are also in the reference (same file bytes, or the same COCO image).
+    0 for sets that cannot say (streamed samples)."""
+    if reference is None or not hasattr(samples, "identities") or not hasattr(reference, "identities"):
+        return 0
+    ref = set().union(*reference.identities())
+    return sum(1 for ident in samples.identities() if ident & ref)
+
+
+def overlap_notice(n_shared: int, samples: Any, reference: Any) -> str | None:
+    """The warning printed when samples and reference share images (FID then measures memorisation)."""
+    if not n_shared:
+        return None
+    return (f"{n_shared} of {len(samples.items)} sample images are also in the reference {reference.name!r} (same "
+            "file or COCO image id): FID/KID against a set that contains the samples are lower than for unseen "
+            "images. Use a reference without them (e.g. coco-mini:a against coco-mini:b)")
 
 
 def load_samples(samples: str | os.PathLike, captions: str | os.PathLike | None, resolution: int,
@@ -191,6 +210,10 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
     n, n_ref = _readable(s, config.skip_bad), (_readable(r, config.skip_bad) if r is not None else 0)
     config = _kid_subset(dataclasses.replace(config, metrics=metrics), n, n_ref)
     result = evaluate(s, r, config)
+    n_shared = shared_images(s, r)
+    notice = overlap_notice(n_shared, s, r)
+    if r is not None:
+        result.provenance["inputs"]["shared_images"] = n_shared
     result.provenance["metrics_requested"] = metrics if isinstance(metrics, str) else list(metrics)
     identity = generation_identity(s)
     if identity:
@@ -216,7 +239,8 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
         from .report import run_report
 
         report_files = run_report([report]).files
-    return EvalJob(result=result, skipped=result.skipped, files=files, warnings=warnings, report_files=report_files)
+    return EvalJob(result=result, skipped=result.skipped, files=files, warnings=warnings, report_files=report_files,
+                   notices=[notice] if notice else [])
 
 
 def generation_identity(samples: Any) -> dict[str, Any] | None:
