@@ -219,3 +219,29 @@ def test_samples_inside_the_reference_are_warned_about(tiny_inception, shared_di
     r = runner.invoke(app, ["eval", "--metrics", "fid", "--out", str(tmp_path / "3")])
     assert r.exit_code == 0, r.output
     assert "also in the reference" not in " ".join(r.output.split())
+
+
+def test_coco_protocol_with_soa_on_real_images(zoo_env, shared_dir):
+    """``--dataset coco`` as written, on real COCO images laid out as COCO 2014 (the shared val2017
+    files and captions under the 2014 names), with SOA from the SOA caption lists and the real
+    detector: the table has FID-k, SOA-C and SOA-I; each part's samples and results are kept."""
+    coco = zoo_env["tmp"] / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    (coco / "train2014").symlink_to(shared_dir / "assets/coco/coco_mini/val2017")
+    for name in ("captions_train2014.json", "captions_val2014.json"):
+        (coco / "annotations" / name).symlink_to(shared_dir / "assets/coco/captions_val2017.json")
+    out = zoo_env["tmp"] / "coco-sweep"
+    r = runner.invoke(app, ["eval", "--dataset", "coco", "--data-root", str(coco), "--model", "tiny-a", "--num", "4",
+                            "--fid-blur", "0,1", "--metrics", "fid,soa", "--soa-lists", str(shared_dir / "assets/soa_captions"),
+                            "--detector", str(shared_dir / "assets/yolo/yolov8n_int8_openvino_model"),
+                            "--out", str(out), *zoo_env["clip"]])
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(out / "table.csv")
+    assert list(table.metric) == ["IS", "FID-0", "FID-1", "SOA-C", "SOA-I"]
+    assert table.set_index("metric").loc[["FID-0", "FID-1", "SOA-C", "SOA-I"], "ours"].notna().all()
+    main = json.loads((out / "tiny-a" / "result" / "results.json").read_text())["provenance"]
+    assert main["inputs"]["reference"]["name"] == "coco:train2014" and main["inputs"]["reference"]["n_used"] == 159
+    assert main["config"]["protocol"] == "lafite-official"
+    soa = json.loads((out / "tiny-a" / "soa-result" / "results.json").read_text())["provenance"]
+    assert soa["generation"]["split"]["id"].startswith("soa")
+    assert len(list((out / "tiny-a" / "soa-samples").glob("*.png"))) == 4
