@@ -15,6 +15,12 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def in_ci() -> bool:
+    """Whether this is a CI run (``CI`` set to anything but empty): real-asset and browser tests
+    then fail instead of skipping when their inputs are missing."""
+    return bool(os.environ.get("CI"))
+
+
 def _shared_dir() -> Path | None:
     env = os.environ.get("LAFITEBENCH_SHARED")
     cand = Path(env) if env else REPO_ROOT.parent / "shared"
@@ -26,7 +32,7 @@ def shared_dir() -> Path:
     """The ``shared/`` folder with real assets; fails in CI and skips elsewhere when absent."""
     d = _shared_dir()
     if d is None:
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail("shared assets not found: set LAFITEBENCH_SHARED or put shared/ beside the repo")
         pytest.skip("shared assets not found (set LAFITEBENCH_SHARED)")
     return d

@@ -196,20 +196,65 @@ def runner_invoke(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+def _dom_tables(dom: str) -> list[list[list[str]]]:
+    """Every <table> of a page as rows of cell texts (header row first)."""
+    from html.parser import HTMLParser
+
+    class P(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tables, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.tables.append([])
+            elif tag == "tr" and self.tables:
+                self.tables[-1].append([])
+            elif tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None:
+                self.tables[-1][-1].append(self.cell.strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    p = P()
+    p.feed(dom)
+    return p.tables
+
+
+def _series(dom: str, name: str) -> list[tuple[float, float]]:
+    """The (x, y) points of the plotted series ``name`` (its <g id="series:name"> path)."""
+    import re
+
+    m = re.search(r'<g id="series:' + re.escape(name) + r'">\s*<path d="([^"]+)"', dom)
+    assert m, f"no plotted series {name!r}"
+    return [(float(x), float(y)) for x, y in re.findall(r"[ML] ([-\d.]+) ([-\d.]+)", m.group(1))]
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_html_report_renders_in_headless_chromium(tmp_path):
-    """The standalone page in a real browser: not blank, tables and plots in the DOM."""
+    """The standalone page in a real browser: the tables' cells equal the CSV files, and the FID
+    plot's axes and series are drawn from the same numbers (points at k = 0..8, y linear in FID)."""
     from PIL import Image
+
+    from conftest import in_ci
 
     browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if browser is None:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
-        pytest.skip("chromium not installed")
+        pytest.skip("chromium not installed (bash .ci/run installs it)")
     rep = tmp_path / "rep"
-    for k, v in enumerate((19.0, 19.4)):
-        _result(rep / "runs" / f"g{k}", {"FID-0": v, "FID-1": 18.5, "FID-2": 18.0, "FID-4": 17.0, "FID-8": 15.0})
+    fids = [{"FID-0": 19.0, "FID-1": 18.5, "FID-2": 18.0, "FID-4": 17.0, "FID-8": 15.0},
+            {"FID-0": 19.4, "FID-1": 18.9, "FID-2": 17.8, "FID-4": 16.6, "FID-8": 15.2}]
+    for k, v in enumerate(fids):
+        _result(rep / "runs" / f"g{k}", v)
     run_report([rep])
     url = (rep / "index.html").resolve().as_uri()
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'p'}"]
@@ -220,7 +265,37 @@ def test_html_report_renders_in_headless_chromium(tmp_path):
     assert img.shape[0] > 500 and img.std() > 10 and (img < 128).mean() > 0.005  # text and lines drawn, not blank
     dom = subprocess.run([browser, *flags, "--dump-dom", url], check=True, capture_output=True, text=True,
                          timeout=120).stdout
-    assert dom.count("<table") >= 2 and "<svg" in dom and "Lafite-G" in dom and "lafite-coco-g (measured)" in dom
+
+    # the paper table: every cell of the measured row and of the paper's Lafite-G row equals the CSV
+    csv = pd.read_csv(rep / "tables" / "lang_free.csv").set_index("model")
+    table = next(t for t in _dom_tables(dom) if t and t[0][:1] == ["model"] and any(r[:1] == ["Lafite-G"] for r in t))
+    head = table[0]
+    rows = {r[0].rstrip("†*"): dict(zip(head, r)) for r in table[1:]}
+    for model in ("Lafite-G", "lafite-coco-g (measured)"):
+        for k in ("FID-0", "FID-1", "FID-2", "FID-4", "FID-8"):
+            shown = float(rows[model][k].split()[0].rstrip("*"))
+            assert shown == pytest.approx(round(float(csv.loc[model, k]), 2), abs=1e-9), (model, k)
+    measured = rows["lafite-coco-g (measured)"]
+    assert measured["runs"] == "2" and "±" in measured["FID-0"]
+    # the leaderboard table equals leaderboard.csv
+    board = pd.read_csv(rep / "leaderboard.csv")
+    lb = next(t for t in _dom_tables(dom) if t and "runs" in t[0] and t[0][0] == "model" and
+              any(r[:1] == ["lafite-coco-g"] for r in t))
+    lrow = dict(zip(lb[0], next(r for r in lb if r[0] == "lafite-coco-g")))
+    assert float(lrow["FID-0"]) == pytest.approx(float(board.loc[0, "FID-0"]), rel=1e-3)
+
+    # the plot: axes titled, one point per blur level, positions linear in k and in the FID values
+    assert "blur level k (FID-k)" in dom and ">FID<" in dom
+    for name, values in (("lafite-coco-g (measured)", {k: (fids[0][k] + fids[1][k]) / 2 for k in fids[0]}),
+                         ("Lafite-G (paper)", {k: float(csv.loc["Lafite-G", k]) for k in fids[0]})):
+        pts = _series(dom, name)
+        v = [values[f"FID-{k}"] for k in (0, 1, 2, 4, 8)]
+        assert len(pts) == 5, name
+        (x0, y0), (x8, y8) = pts[0], pts[-1]
+        for (x, y), k, val in zip(pts, (0, 1, 2, 4, 8), v):
+            assert (x - x0) / (x8 - x0) == pytest.approx(k / 8, abs=1e-4)
+            assert (y - y0) / (y8 - y0) == pytest.approx((val - v[0]) / (v[-1] - v[0]), abs=1e-4)
+        assert y8 > y0  # SVG y grows downwards: the lower FID-8 is drawn below FID-0 (axis not inverted)
 
 
 def test_eval_report_adds_runs_and_rebuilds_the_folder(tmp_path):

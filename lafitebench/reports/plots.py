@@ -20,6 +20,7 @@ def _figure(width: float, height: float):
     import matplotlib.pyplot as plt
 
     plt.rcParams["svg.hashsalt"] = "lafitebench"  # stable element ids: the same data gives the same SVG
+    plt.rcParams["svg.fonttype"] = "none"  # text stays <text> (searchable, selectable), not glyph paths
     return plt, plt.subplots(figsize=(width, height))
 
 
@@ -40,8 +41,9 @@ def fid_blur_svg(curves: Sequence[tuple[str, dict[str, float], bool]], title: st
         if not ks:
             continue
         ys = [values[f"FID-{k}"] for k in ks]
+        name = label + (" (measured)" if measured else " (paper)")
         ax.plot(ks, ys, "o-" if measured else "s--", linewidth=2 if measured else 1.2, markersize=4,
-                label=label + (" (measured)" if measured else " (paper)"), alpha=1.0 if measured else 0.8)
+                label=name, alpha=1.0 if measured else 0.8, gid=f"series:{name}")  # <g id="series:…"> in the SVG
     ax.set_xlabel("blur level k (FID-k)")
     ax.set_ylabel("FID")
     ax.set_xticks(list(BLUR_LEVELS))

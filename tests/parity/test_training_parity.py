@@ -16,7 +16,6 @@ Skipped with the reason when ``../shared`` (the official source) is absent; a fa
 from __future__ import annotations
 
 import math
-import os
 import types
 from pathlib import Path
 
@@ -24,6 +23,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+from conftest import in_ci
 
 from helpers.official import ConstNoiseSynthesis, official_modules, twin_networks
 from helpers.tiny_clip import tiny_clip_224
@@ -60,7 +61,7 @@ def parity_table(request):
 def official(shared_dir, tmp_path_factory):
     if not (shared_dir / "reference" / "lafite-official" / "training" / "loss.py").is_file():
         msg = f"the official LAFITE source is not in {shared_dir}/reference/lafite-official"
-        pytest.fail(msg) if os.environ.get("CI") else pytest.skip(msg)
+        pytest.fail(msg) if in_ci() else pytest.skip(msg)
     root = tmp_path_factory.mktemp("official")
     clip = tiny_clip_224(root)
     with official_modules(shared_dir / "reference" / "lafite-official", clip, root / "work") as off:
