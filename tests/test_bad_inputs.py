@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import sys
 from pathlib import Path
@@ -68,7 +69,21 @@ def _fails(args: list[str], culprit: str, *, no_files_in: Path | None = None, fo
     if no_files_in is not None and no_files_in.exists():
         left = [p.name for p in no_files_in.rglob("*")]
         assert not left, f"left behind: {left}"
+    _no_partial_files(Path(os.environ["LAFITEBENCH_CACHE"]), *([no_files_in] if no_files_in else []))
     return flat
+
+
+def _no_partial_files(*folders: Path) -> None:
+    """No temporary or half-written file of our atomic writers anywhere under ``folders``, and every
+    reference-statistics cache entry there is complete (it loads)."""
+    for folder in folders:
+        if not folder.exists():
+            continue
+        partial = [p for p in folder.rglob("*") if p.name.endswith((".tmp", ".part"))]
+        assert not partial, f"partial files left: {partial}"
+        for entry in folder.rglob("*.npz"):
+            with np.load(entry) as z:
+                assert len(z.files) > 0, entry
 
 
 # ------------------------------------------------------------------------- 1. text that is not UTF-8
@@ -150,12 +165,16 @@ def _safetensors(path: Path, header: dict, data: bytes = b"") -> Path:
     ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, "4 bytes for F32 [2]"),
 ])
 def test_malformed_safetensors_header(tmp_path, header, why):
-    from lafitebench.loading import load_model
-
     path = _safetensors(tmp_path / "m.safetensors", header, b"\0" * 4)
-    with pytest.raises(CheckpointError, match="m.safetensors") as e:
-        load_model(path)
-    assert why in str(e.value)
+    flat = _fails(_generate_args(tmp_path, path), "m.safetensors", no_files_in=tmp_path / "o")
+    assert why in flat
+
+
+def _generate_args(tmp_path: Path, model: Path | str, *extra: str) -> list[str]:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\na dog\n")
+    return ["generate", "--model", str(model), "--split", str(prompts), "--out", str(tmp_path / "o"), "--device", "cpu",
+            *extra]
 
 
 # --------------------------------------------------------------- 3. pickles nested too deeply
@@ -181,12 +200,11 @@ def test_deep_pickle_inception_weights(tmp_path, folders):
 
 
 def test_deep_pickle_soa_captions(tmp_path):
-    from lafitebench.data.soa import read_caption_pickle
-
-    f = tmp_path / "label_15_cat.pkl"
-    f.write_bytes(_deep_pickle())
-    with pytest.raises(InputError, match="label_15_cat.pkl"):
-        read_caption_pickle(f)
+    lists = tmp_path / "soa"
+    lists.mkdir()
+    (lists / "label_15_cat.pkl").write_bytes(_deep_pickle())
+    _fails(["generate", "--model", "lafite-coco-g", "--split", "soa", "--data-root", str(lists), "--out",
+            str(tmp_path / "o")], "label_15_cat.pkl", no_files_in=tmp_path / "o")
 
 
 def test_unsafe_weights_never_suggest_weights_only_false(tmp_path, folders):
@@ -377,11 +395,23 @@ def test_zoo_convert_refuses_to_overwrite(tmp_path, shared_dir):
     assert existing.read_bytes() == b"keep me"
 
 
-def test_every_error_is_a_lafitebench_error():
-    """The classes above all end in LafitebenchError subclasses: the CLI boundary's contract."""
-    for cls in (InputError, CheckpointError):
-        assert issubclass(cls, LafitebenchError)
-    assert sys.version_info >= (3, 10)
+@pytest.mark.parametrize("error", ["InputError", "CheckpointError", "WeightsError", "LafitebenchError"])
+def test_every_lafitebench_error_ends_in_one_message(error, monkeypatch):
+    """The CLI boundary: any LafitebenchError raised inside a command is one message and exit 2
+    (never a traceback); anything else is a bug: its traceback is shown and the exit code is 1."""
+    import lafitebench.errors as errors
+    import lafitebench.jobs.report as report_job
+
+    cls = getattr(errors, error)
+
+    def raise_it(*a, **k):
+        raise cls("the culprit: results.json is broken")
+
+    monkeypatch.setattr(report_job, "run_report", raise_it)
+    _fails(["report", "--table", "lang_free"], "the culprit: results.json is broken")
+    monkeypatch.setattr(report_job, "run_report", lambda *a, **k: 1 / 0)
+    r = runner.invoke(app, ["report", "--table", "lang_free"], catch_exceptions=False)
+    assert r.exit_code == 1 and "ZeroDivisionError" in r.output and "This is a bug in lafitebench" in r.output
 
 
 # ------------------------------------------------------------------ 11. more of the same classes
@@ -403,16 +433,13 @@ def test_nul_in_a_command_line_path(tmp_path):
 
 
 def test_native_config_of_the_wrong_types(tmp_path):
-    from lafitebench.loading import load_model
-
     cfg = {"format": "lafitebench-native", "format_version": 1, "variant": "g", "resolution": 8,
            "clip": {"name": "x"}, "provenance": {"converter": "t"},
            "networks": {"G_ema": {"class": "Generator", "init_kwargs": "z_dim=8"}}}
     path = _safetensors(tmp_path / "m.safetensors", {"__metadata__": {"lafitebench_config": json.dumps(cfg)},
                                                       "G_ema.w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
                         b"\0" * 4)
-    with pytest.raises(CheckpointError, match="init_kwargs"):
-        load_model(path)
+    _fails(_generate_args(tmp_path, path), "init_kwargs", no_files_in=tmp_path / "o")
 
 
 def test_detector_that_is_a_plain_state_dict(tmp_path):
@@ -421,3 +448,85 @@ def test_detector_that_is_a_plain_state_dict(tmp_path):
     d = _soa_samples(tmp_path)
     _fails(["eval", "--samples", str(d), "--reference", "none", "--metrics", "soa", "--detector", str(f),
             "--out", str(tmp_path / "o")], "weights.pt", no_files_in=tmp_path / "o")
+
+
+# ------------------------------------------------- 12. interrupted or failing mid-run, through the CLI
+
+def _cache() -> Path:
+    return Path(os.environ["LAFITEBENCH_CACHE"])
+
+
+def _entries() -> list[Path]:
+    return sorted(_cache().rglob("*.npz"))
+
+
+def test_eval_interrupted_while_writing_the_cache(tmp_path, folders, inception, monkeypatch):
+    """Ctrl-C in the middle of writing a reference-statistics entry: no entry (not a half one),
+    no temporary file, no result; the next run computes and stores it."""
+    import lafitebench.metrics.cache as cache
+
+    real = np.savez
+
+    def half_then_interrupt(f, **arrays):
+        f.write(b"PK\x03\x04" + b"\0" * 64)  # the start of a zip, as a killed writer leaves it
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache.np, "savez", half_then_interrupt)
+    out = tmp_path / "o"
+    r = runner.invoke(app, _eval_args(folders, inception, "--out", str(out)))
+    assert r.exit_code == 130 and "interrupted" in r.output
+    assert not out.exists() and _entries() == []
+    _no_partial_files(_cache(), tmp_path)
+    monkeypatch.setattr(cache.np, "savez", real)
+    r = runner.invoke(app, _eval_args(folders, inception, "--out", str(out)))
+    assert r.exit_code == 0, r.output
+    assert len(_entries()) == 1 and (out / "results.json").is_file()
+    _no_partial_files(_cache(), tmp_path)
+
+
+def test_eval_interrupted_in_the_samples_pass_keeps_the_reference(tmp_path, folders, inception, monkeypatch):
+    """Ctrl-C after the reference statistics were stored: they are kept (complete) and reused by the
+    next run; nothing of the result is written."""
+    from lafitebench.encoders.inception import InceptionExtractor
+
+    real = InceptionExtractor.__call__
+    calls = {"n": 0}
+
+    def interrupt_on_samples(self, images, *a, **k):
+        calls["n"] += 1
+        if calls["n"] > 1:  # the reference's 4 images are one batch; the samples come next
+            raise KeyboardInterrupt
+        return real(self, images, *a, **k)
+
+    monkeypatch.setattr(InceptionExtractor, "__call__", interrupt_on_samples)
+    out = tmp_path / "o"
+    r = runner.invoke(app, _eval_args(folders, inception, "--out", str(out)))
+    assert r.exit_code == 130 and "interrupted" in r.output
+    assert not out.exists() and len(_entries()) == 1
+    _no_partial_files(_cache(), tmp_path)
+    monkeypatch.setattr(InceptionExtractor, "__call__", real)
+    r = runner.invoke(app, _eval_args(folders, inception, "--out", str(out), "--json"))
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["provenance"]["cache"]["hits"] == [0]
+
+
+def test_eval_failing_to_write_one_result_file_leaves_no_partial_set(tmp_path, folders, inception, monkeypatch):
+    """The result files are one set: when the third file cannot be written, none of the set is in
+    --out (the numbers go to the fallback folder the warning names)."""
+    import lafitebench.io.files as files
+
+    real = files.chmod_default
+    count = {"n": 0}
+
+    def third_fails(path):  # called after each file of the set is written
+        count["n"] += 1
+        if count["n"] == 3:
+            raise OSError(28, "No space left on device", str(path))
+        return real(path)
+
+    monkeypatch.setattr(files, "chmod_default", third_fails)
+    out = tmp_path / "o"
+    r = runner.invoke(app, _eval_args(folders, inception, "--out", str(out)))
+    assert r.exit_code == 2 and "saved them to" in " ".join(r.output.split())
+    assert not out.exists() or not any(out.iterdir())
+    _no_partial_files(_cache(), tmp_path)
