@@ -46,3 +46,11 @@ def _offline_and_isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("LAFITEBENCH_WEIGHTS", raising=False)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that reads ``../shared`` (its fixtures reach ``shared_dir``) is marked
+    ``real_assets``, so ``-m real_assets`` / ``-m "not real_assets"`` select exactly them."""
+    for item in items:
+        if "shared_dir" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("real_assets"):
+            item.add_marker(pytest.mark.real_assets)
