@@ -12,11 +12,14 @@ class LafitebenchError(Exception):
     Args:
         message: what went wrong and what to do.
         param: the API parameter the error is about (``"device"``, ``"kid_subset_size"``), if any.
+        short: the reason in a few words, for lists such as the metrics left out
+            (``"weights file ViT-B-32.pt not available here"``); the message is used when absent.
     """
 
-    def __init__(self, *args: object, param: str | None = None) -> None:
+    def __init__(self, *args: object, param: str | None = None, short: str | None = None) -> None:
         super().__init__(*args)
         self.param = param
+        self.short = short
 
 
 class InputError(LafitebenchError, ValueError):

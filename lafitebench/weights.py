@@ -548,12 +548,13 @@ def resolve(
                 f"refusing to use it and offline, so not re-downloading. Delete it, then: {_how_to_provide(spec)}",
                 param=spec.param)
 
+    short = f"weights file {spec.filename} not available here"
     if offline:
         raise WeightsError(f"weights {spec.name!r} are not available locally and downloads are off (offline): "
-                           + _how_to_provide(spec), param=spec.param)
+                           + _how_to_provide(spec), param=spec.param, short=short)
     if not spec.urls:
         raise WeightsError(f"weights {spec.name!r} are not available locally and have no download URL: "
-                           + _how_to_provide(spec), param=spec.param)
+                           + _how_to_provide(spec), param=spec.param, short=short)
     if bad_cache is not None:
         cached.unlink()  # corrupt: never used, replaced by a fresh download
     digest, how, url = _download(spec, cached, progress)

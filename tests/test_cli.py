@@ -159,4 +159,4 @@ def test_help_fits_80_columns(command):
     assert r.exit_code == 0, r.output
     long = [line for line in r.output.splitlines() if len(line) > 80]
     assert not long, long
-    assert r.output.startswith("Usage:")
+    assert r.output.lstrip().startswith("Usage:")

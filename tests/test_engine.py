@@ -343,3 +343,31 @@ def test_lafite_official_protocol_divides_the_covariance_by_n(weights, dirs):
     assert _value(r, "FID-0") != _value(unbiased, "FID-0")
     assert r.table.metric_id[0].endswith("_popcov") and r.provenance["protocol"]["name"] == "lafite-official"
     assert not r.provenance["config"]["isc_shuffle"]
+
+
+def test_a_left_out_metric_gives_its_errors_short_reason(dirs):
+    """The reason a metric is left out is the error's ``short`` field (data), not text parsed out of
+    its message: a decoy file name in the message does not leak into the reason."""
+    from lafitebench.metrics.plan import _unavailable
+
+    class NeedsWeights(Metric):
+        name = "needs-weights"
+        needs_reference = False
+
+        @classmethod
+        def check(cls, config, samples, reference):
+            raise WeightsError("long instructions mentioning file 'decoy.pt' and sha256 ...",
+                               short="weights file real.pt not available here")
+
+    class NeedsCaptions(Metric):
+        name = "needs-captions"
+        needs_reference = False
+
+        @classmethod
+        def check(cls, config, samples, reference):
+            raise InputError("no captions (e.g. a.png, b.png); give a manifest", short="12 images have no caption")
+
+    samples, _ = _sets(dirs)
+    reason = _unavailable(NeedsWeights, EvalConfig(), samples, None)
+    assert reason.startswith("weights file real.pt not available here") and "decoy" not in reason
+    assert _unavailable(NeedsCaptions, EvalConfig(), samples, None) == "12 images have no caption"

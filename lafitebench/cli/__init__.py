@@ -9,33 +9,13 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from .common import out_console
+from .common import flow, out_console
 from .data import data_app
 from .eval import EVAL_HELP, eval_cmd
 from .generate import GENERATE_HELP, generate_cmd
 from .report import REPORT_HELP, report_cmd
 from .train import MAPPER_HELP, TRAIN_HELP, train_cmd, train_mapper_cmd
 from .zoo import zoo_app
-
-def _textwrap_module():
-    """The click text-wrap module Typer uses (recent Typer versions vendor click as ``typer._click``)."""
-    try:
-        from typer._click import _textwrap
-    except ImportError:  # Typer on the public click
-        from click import _textwrap
-    return _textwrap
-
-
-class _WordWrapper(_textwrap_module().TextWrapper):
-    """Click's help wrapper, but never splitting at hyphens: names such as ``coco-mini:b`` and
-    ``--data-root`` stay whole on narrow terminals."""
-
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
-        kwargs["break_on_hyphens"] = False
-        super().__init__(*args, **kwargs)
-
-
-_textwrap_module().TextWrapper = _WordWrapper  # type: ignore[misc]  # read by click's formatting.wrap_text
 
 app = typer.Typer(
     name="lafitebench",
@@ -59,7 +39,7 @@ Examples:
   lafitebench report reports/runs/<run> --table lang_free""",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
 )
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(data_app, name="data")
@@ -68,6 +48,17 @@ app.command("generate", help=GENERATE_HELP)(generate_cmd)
 app.command("report", help=REPORT_HELP)(report_cmd)
 app.command("train", help=TRAIN_HELP)(train_cmd)
 app.command("train-mapper", help=MAPPER_HELP)(train_mapper_cmd)
+
+
+def _flow_help(*apps: typer.Typer) -> None:
+    """Every command's help text as paragraphs Rich can wrap (:func:`.common.flow`)."""
+    for a in apps:
+        a.info.help = flow(a.info.help) if isinstance(a.info.help, str) else a.info.help
+        for info in a.registered_commands:
+            info.help = flow(info.help)
+
+
+_flow_help(app, zoo_app, data_app)
 
 
 def _version(value: bool) -> None:

@@ -23,11 +23,8 @@ from ..errors import LafitebenchError
 F = TypeVar("F", bound=Callable[..., Any])
 err_console = Console(stderr=True)
 
-#: Parameters whose flag is not ``--`` + the name with dashes.
+#: Parameters (outside the declared evaluation options) whose flag is not ``--`` + the name with dashes.
 FLAG_OVERRIDES = {
-    "isc_shuffle": "--isc-order",
-    "use_cache": "--no-cache",
-    "inception_channels_last": "--exact-layout",
     "captions_file": "--captions",
     "reference_captions": "--reference-captions",
     "clip_backbone": "--clip-backbone",
@@ -36,9 +33,19 @@ FLAG_OVERRIDES = {
 }
 
 
+@functools.lru_cache(maxsize=1)
+def declared_flags() -> dict[str, str]:
+    """The flag of every declared evaluation option (``isc_shuffle`` → ``--isc-order``)."""
+    from ..metrics.config import OPTION_GROUPS
+    from ..options import declared
+
+    return {f.name: f.metadata["cli"].flag.split("/")[0].split()[0]
+            for g in OPTION_GROUPS for f in declared(g) if f.metadata.get("cli")}
+
+
 def flag_for(param: str) -> str:
     """The CLI flag of an API parameter (``kid_subset_size`` → ``--kid-subset-size``)."""
-    return FLAG_OVERRIDES.get(param, "--" + param.replace("_", "-"))
+    return declared_flags().get(param) or FLAG_OVERRIDES.get(param, "--" + param.replace("_", "-"))
 
 
 def message(e: LafitebenchError) -> str:
@@ -63,7 +70,7 @@ def _known_params() -> set[str]:
     from ..training.config import TrainConfig
     from ..metrics.config import EvalConfig
 
-    return ({f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES)
+    return ({f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES) | set(declared_flags())
             | {"samples", "data_root", "split", "overwrite", "variant", "table", "model", "num", "noise_mode",
                "image_format", "truncation", "batch_size", "cycle", "report", "results", "sort_by"}
             | {f.name for f in dataclasses.fields(PrepareConfig)} | {"export_official"}

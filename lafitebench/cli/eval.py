@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
-from ..metrics.config import EvalConfig
-from .common import csv_list, err_console, int_list, out_console
+from ..metrics.config import OPTION_GROUPS, EvalConfig
+from .options import config_values, with_options
+from .common import csv_list, err_console, out_console
 from .errors import boundary
 
 D = EvalConfig()  # the one source of defaults
@@ -45,109 +46,88 @@ def _default_out() -> Path:
     return Path("reports") / "runs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
+SAMPLES, REFERENCE, METRICS, OUTPUT = "Samples", "Reference", "Metrics", "Output"
+
+
 @boundary
+@with_options(OPTION_GROUPS, D, panels=(SAMPLES, REFERENCE, METRICS, "FID / KID", "IS", "CLIP score", "SOA", OUTPUT,
+                                       "Performance"))
 def eval_cmd(
-    dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME",
+    dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", rich_help_panel=SAMPLES,
                                           help="A data set's evaluation protocol as the paper ran it (reference, caption "
                                                "split, sample count, resolution): coco, coco-mini, cub, ln-coco, mm-celeba, "
                                                "cc3m. With --model: that model; with --samples: that folder; with neither: "
                                                "every zoo model listed for it, as the paper's table (resumable in --out)."),
-    soa_lists: Optional[Path] = typer.Option(None, "--soa-lists", metavar="DIR",
-                                             help="With --dataset coco and soa in --metrics: the SOA caption lists "
-                                                  "(label_XX_name.pkl); or set LAFITEBENCH_SOA_LISTS."),
-    samples: Optional[str] = typer.Option(None, "--samples", metavar="DIR|NAME",
+    samples: Optional[str] = typer.Option(None, "--samples", metavar="DIR|NAME", rich_help_panel=SAMPLES,
                                           help="Folder of generated images (png/jpg/webp) with an optional "
                                                "manifest.jsonl/.csv (file, caption, soa_class), or a data set name. "
                                                f"Default: {DEFAULT_SAMPLES}; with --model, where the samples are "
                                                "generated (default: a folder in the cache, reused next time)."),
-    model: Optional[str] = typer.Option(None, "--model", metavar="ID|PATH",
+    model: Optional[str] = typer.Option(None, "--model", metavar="ID|PATH", rich_help_panel=SAMPLES,
                                         help="Generate the samples with this model (zoo id, .safetensors or official "
                                              ".pkl) from --split, then evaluate; a zoo model's paper row is shown beside."),
-    split: Optional[str] = typer.Option(None, "--split", metavar="NAME|FILE",
+    split: Optional[str] = typer.Option(None, "--split", metavar="NAME|FILE", rich_help_panel=SAMPLES,
                                         help="Caption split for --model (see `lafitebench generate --help`); "
                                              "default coco-mini."),
-    num: Optional[int] = typer.Option(None, "--num", min=1, help="Samples to generate with --model (default: the split)."),
-    gen_seed: int = typer.Option(0, "--gen-seed", min=0, help="Seed of the generated samples (--model)."),
-    stream: bool = typer.Option(False, "--stream", help="With --model: evaluate generated batches without writing images."),
-    text_clip_model: Optional[str] = typer.Option(None, "--text-clip-model", metavar="NAME",
+    num: Optional[int] = typer.Option(None, "--num", min=1, rich_help_panel=SAMPLES,
+                                      help="Samples to generate with --model (default: the split)."),
+    gen_seed: int = typer.Option(0, "--gen-seed", min=0, rich_help_panel=SAMPLES,
+                                 help="Seed of the generated samples (--model)."),
+    stream: bool = typer.Option(False, "--stream", rich_help_panel=SAMPLES,
+                                help="With --model: evaluate generated batches without writing images."),
+    text_clip_model: Optional[str] = typer.Option(None, "--text-clip-model", metavar="NAME", rich_help_panel=SAMPLES,
                                                   help="CLIP text encoder for --model (default: the model's backbone)."),
-    text_clip_weights: Optional[Path] = typer.Option(None, "--text-clip-weights", metavar="PATH",
+    text_clip_weights: Optional[Path] = typer.Option(None, "--text-clip-weights", metavar="PATH", rich_help_panel=SAMPLES,
                                                      help="Local weights of --text-clip-model."),
-    captions: Optional[Path] = typer.Option(None, "--captions", metavar="FILE",
-                                            help="Manifest (JSONL/CSV) or one-caption-per-line .txt when it is not in the samples folder."),
-    reference: Optional[str] = typer.Option(None, "--reference", metavar="NAME|DIR",
-                                            help="Reference images: coco-mini, coco-mini:a|b, coco (with --data-root) or a folder; "
-                                                 "'none' for IS / CLIP / SOA only. Default: coco-mini:b, or coco-mini with "
-                                                 "--model on the coco-mini split."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="DIR",
-                                             help="COCO root for --reference coco (images in val2017/ or train2017/, annotations/captions_*.json)."),
+    captions: Optional[Path] = typer.Option(None, "--captions", metavar="FILE", rich_help_panel=SAMPLES,
+                                            help="Manifest (JSONL/CSV) or one-caption-per-line .txt when it is not in "
+                                                 "the samples folder."),
+    reference: Optional[str] = typer.Option(None, "--reference", metavar="NAME|DIR", rich_help_panel=REFERENCE,
+                                            help="Reference images: coco-mini, coco-mini:a|b, coco (with --data-root) or a "
+                                                 "folder; 'none' for IS / CLIP / SOA only. Default: coco-mini:b, or "
+                                                 "coco-mini with --model on the coco-mini split."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", metavar="DIR", rich_help_panel=REFERENCE,
+                                             help="Data set folder: the COCO root for --reference coco (images in "
+                                                  "val2017/ or train2017/, annotations/captions_*.json), or the "
+                                                  "--dataset's folder."),
     reference_captions: Optional[Path] = typer.Option(None, "--reference-captions", metavar="FILE",
-                                                      help="Caption JSON for the COCO reference when it is not under --data-root/annotations."),
-    reference_split: Optional[str] = typer.Option(None, "--reference-split", metavar="SPLIT",
-                                                  help="COCO split of the reference images (val2017 or train2017)."),
-    metrics: str = typer.Option("auto", "--metrics", metavar="LIST",
-                                help="Comma-separated: fid,kid,is,clip,soa. 'auto' computes all whose inputs exist and says why the others were left out."),
-    fid_blur: str = typer.Option(",".join(map(str, D.fid_blur)), "--fid-blur", metavar="LEVELS",
-                                 help="FID-k blur levels, e.g. 0,1,2,4,8 (the paper's)."),
-    blur_preset: str = typer.Option(D.blur_preset, "--blur-preset", metavar="lafite|pil",
-                                    help="Blur definition (part of the metric id); LAFITE's tables use 'lafite'."),
-    resolution: int = typer.Option(D.resolution, "--resolution", min=8, help="Evaluation resolution (images of other sizes are resized, bicubic)."),
-    inception_weights: Optional[str] = typer.Option(D.inception_weights, "--inception-weights", metavar="PATH|NAME",
-                                                    help="Inception file (torch-fidelity layout); default: the 2015-12-05 network, downloaded once."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", metavar="torch-fidelity|lafite-official",
-                                 help=f"Named protocol: {D.protocol} (default; --dataset: the data set's) or "
-                                      "lafite-official (covariance / N, IS "
-                                      "splits in generation order; use the training set as --reference and "
-                                      "--split coco-val-30k, as the official evaluation does). Overrides --isc-order."),
-    fid_trace: str = typer.Option(D.fid_trace, "--fid-trace", metavar="eigh|eigvals",
-                                  help="FID trace term: eigh (exact symmetric form, fast) or eigvals (torch-fidelity's formula, bit-for-bit)."),
-    exact_layout: bool = typer.Option(not D.inception_channels_last, "--exact-layout/--channels-last",
-                                      help="Inception memory layout: torch-fidelity's own (bit-level parity) or channels-last "
-                                           "(faster on CPU; FID/IS within 1e-6 relative of torch-fidelity)."),
-    clip_model: str = typer.Option(D.clip_model, "--clip-model", metavar="NAME", help="open_clip model name of the CLIP scorer."),
-    clip_pretrained: str = typer.Option(D.clip_pretrained, "--clip-pretrained", metavar="TAG", help="open_clip pretrained tag."),
-    clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", metavar="PATH", help="Local CLIP weights file for --clip-model."),
-    detector: str = typer.Option(D.detector, "--detector", metavar="NAME|PATH",
-                                 help="Ultralytics COCO detector for SOA: a name (yolov8m.pt), a .pt file or an exported model folder."),
-    detector_conf: float = typer.Option(D.detector_conf, "--detector-conf", min=0.0, max=1.0,
-                                        help="SOA detection confidence threshold, in (0, 1)."),
-    kid_subset_size: int = typer.Option(D.kid_subset_size, "--kid-subset-size", min=2, help="KID subset size (auto mode lowers it to the set size)."),
-    kid_subsets: int = typer.Option(D.kid_subsets, "--kid-subsets", min=1, help="Number of KID subsets."),
-    isc_splits: int = typer.Option(D.isc_splits, "--isc-splits", min=1, help="Inception Score splits."),
-    isc_order: str = typer.Option("shuffled" if D.isc_shuffle else "ordered", "--isc-order", metavar="shuffled|ordered",
-                                  help="IS split convention: torch-fidelity's seeded shuffle, or generation order (StyleGAN2/LAFITE)."),
-    seed: int = typer.Option(D.seed, "--seed", min=0, help="Seed of the IS shuffle and KID subsets."),
-    device: str = typer.Option(D.device, "--device", help="auto, cpu, cuda, cuda:1 ..."),
-    batch_size: int = typer.Option(D.batch_size, "--batch-size", min=1),
-    num_workers: int = typer.Option(D.num_workers, "--num-workers", min=0, help="Image-decoding worker processes."),
-    skip_bad: bool = typer.Option(D.skip_bad, "--skip-bad", help="Skip unreadable images (counted in the report) instead of failing."),
-    no_cache: bool = typer.Option(not D.use_cache, "--no-cache", help="Do not read or write cached reference statistics."),
-    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", help="Where results.csv/.json/.md go (default reports/runs/<time>)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the results of an earlier run in --out."),
-    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths",
+                                                      rich_help_panel=REFERENCE,
+                                                      help="Caption file of the reference when it is not under "
+                                                           "--data-root/annotations (LN-COCO JSONL, CC3M TSV)."),
+    reference_split: Optional[str] = typer.Option(None, "--reference-split", metavar="SPLIT", rich_help_panel=REFERENCE,
+                                                  help="Split of the reference images (val2017, train2014, ...)."),
+    soa_lists: Optional[Path] = typer.Option(None, "--soa-lists", metavar="DIR", rich_help_panel=REFERENCE,
+                                             help="With --dataset coco and soa in --metrics: the SOA caption lists "
+                                                  "(label_XX_name.pkl); or set LAFITEBENCH_SOA_LISTS."),
+    metrics: str = typer.Option("auto", "--metrics", metavar="LIST", rich_help_panel=METRICS,
+                                help="Comma-separated: fid,kid,is,clip,soa. 'auto' computes all whose inputs exist "
+                                     "and says why the others were left out."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", metavar="NAME", rich_help_panel=METRICS,
+                                           help=f"Named protocol: {D.protocol} (default; --dataset: the data set's) or "
+                                                "lafite-official (covariance / N, IS splits in generation order; use "
+                                                "the training set as --reference and --split coco-val-30k, as the "
+                                                "official evaluation does). Overrides --isc-order."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="DIR", rich_help_panel=OUTPUT,
+                                       help="Where results.csv/.json/.md go (default reports/runs/<time>)."),
+    overwrite: bool = typer.Option(False, "--overwrite", rich_help_panel=OUTPUT,
+                                   help="Replace the results of an earlier run in --out."),
+    allow_outside_paths: bool = typer.Option(False, "--allow-outside-paths", rich_help_panel=SAMPLES,
                                              help="Let a manifest list files outside its folder (absolute paths, ..)."),
-    compare: Optional[str] = typer.Option(None, "--compare", metavar="TABLE",
+    compare: Optional[str] = typer.Option(None, "--compare", metavar="TABLE", rich_help_panel=OUTPUT,
                                           help="Print the results beside a paper table: lang_free, zero_shot, supervised."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout (progress stays on stderr)."),
-    report: Optional[Path] = typer.Option(None, "--report", metavar="DIR",
+    as_json: bool = typer.Option(False, "--json", rich_help_panel=OUTPUT,
+                                 help="Print the result as JSON on stdout (progress stays on stderr)."),
+    report: Optional[Path] = typer.Option(None, "--report", metavar="DIR", rich_help_panel=OUTPUT,
                                           help="Add the result to a report folder (DIR/runs/<run>/) and rebuild its "
                                                "tables, leaderboard and index.html."),
+    **options: Any,
 ) -> None:
     from ..errors import InputError
     from ..jobs.eval import run_eval
     from ..runtime import distributed
 
-    if isc_order not in ("shuffled", "ordered"):
-        raise InputError(f"isc_shuffle: --isc-order must be 'shuffled' or 'ordered', got {isc_order!r}", param="isc_shuffle")
-    config = EvalConfig(
-        fid_blur=int_list(fid_blur, "--fid-blur"), blur_preset=blur_preset, resolution=resolution,
-        batch_size=batch_size, num_workers=num_workers, device=device, inception_weights=inception_weights,
-        inception_channels_last=not exact_layout, fid_trace=fid_trace,
-        clip_model=clip_model, clip_pretrained=clip_pretrained, clip_weights=str(clip_weights) if clip_weights else None,
-        detector=detector, detector_conf=detector_conf, kid_subset_size=kid_subset_size, kid_subsets=kid_subsets,
-        isc_splits=isc_splits, isc_shuffle=isc_order == "shuffled", seed=seed, skip_bad=skip_bad,
-        use_cache=not no_cache, progress=True,
-    )
+    config = EvalConfig(**config_values(OPTION_GROUPS, options), progress=True)
+    device, batch_size = config.device, config.batch_size
     from ..jobs.generate import GenerateConfig
 
     from ..metrics.config import apply_protocol

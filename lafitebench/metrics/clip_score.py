@@ -8,6 +8,7 @@ scorer backbone is part of the metric's id and another one can be chosen.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -15,6 +16,7 @@ import torch
 from ..data.batch import Batch
 from ..encoders.clip import encode_images_uint8, encode_text, load_clip, resolve_clip_weights
 from ..errors import InputError
+from ..options import Cli, Options, option
 from ..runtime.device import resolve_device
 from .base import Metric, MetricOutput, MetricRow
 
@@ -43,6 +45,18 @@ def clip_score_from_features(img_feats: torch.Tensor, txt_feats: torch.Tensor) -
     a = torch.nn.functional.normalize(img_feats.double(), dim=-1)
     b = torch.nn.functional.normalize(txt_feats.double(), dim=-1)
     return 100.0 * (a * b).sum(dim=-1).clamp(min=0.0)
+
+
+@dataclass
+class ClipOptions(Options):
+    """The CLIP scorer: an open_clip model and its weights (a pretrained tag or a local file)."""
+
+    PANEL = "CLIP score"
+
+    clip_model: str = option("ViT-B-32", "open_clip model name of the CLIP scorer.", cli=Cli("--clip-model", metavar="NAME"))
+    clip_pretrained: str | None = option("openai", "open_clip pretrained tag.", cli=Cli("--clip-pretrained", metavar="TAG"))
+    clip_weights: str | None = option(None, "Local CLIP weights file for --clip-model.",
+                                      cli=Cli("--clip-weights", metavar="PATH"))
 
 
 def clip_metric_id(model: str, pretrained: str | None, weights_sha256: str | None = None) -> str:
@@ -98,10 +112,8 @@ class ClipScoreMetric(Metric):
         missing = [it for it in items if not isinstance(getattr(it, "caption", None), str) or not it.caption.strip()]
         if missing:
             shown = ", ".join(str(it.path) for it in missing[:3])
-            raise InputError(
-                f"CLIP score: {len(missing)} of {len(items)} images in {getattr(samples, 'name', 'samples')} have "
-                f"no caption (e.g. {shown}); {_CAPTION_HELP}"
-            )
+            what = f"{len(missing)} of {len(items)} images in {getattr(samples, 'name', 'samples')} have no caption"
+            raise InputError(f"CLIP score: {what} (e.g. {shown}); {_CAPTION_HELP}", short=f"CLIP score: {what}")
         resolve_clip_weights(config.clip_model, config.clip_pretrained, config.clip_weights)
 
     def _ensure_model(self) -> None:

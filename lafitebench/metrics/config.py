@@ -1,70 +1,81 @@
-"""The options of an evaluation: one dataclass, the single source of defaults for the API and the CLI."""
+"""The options of an evaluation: the union of the option groups each metric and backbone declares
+next to its code (:mod:`lafitebench.options`), the single source of defaults for the API and the CLI."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
+from typing import Any
+
+from ..encoders.inception import InceptionOptions
+from ..errors import InputError
+from ..options import Cli, Options, option, positive_int
+from ..runtime.device import resolve_device
+from ..runtime.rng import check_seed
+from .clip_score import ClipOptions
+from .fid import FidOptions
+from .isc import IsOptions
+from .kid import KidOptions
+from .soa import SoaOptions
 
 #: The FID-k blur levels of LAFITE's tables.
 PAPER_BLUR_LEVELS = (0, 1, 2, 4, 8)
 
 
 @dataclass
-class EvalConfig:
-    """Every option of an evaluation (all of it is recorded in the result's provenance).
+class RunOptions(Options):
+    """What every evaluation shares: metrics, resolution, seeds, batching, device, cache, progress."""
 
-    Attributes:
-        metrics: names from :data:`METRICS` (``fid``, ``kid``, ``is``, ``clip``, ``soa``).
-        fid_blur: FID-k blur levels (0 = plain FID); LAFITE's tables use 0, 1, 2, 4, 8.
-        blur_preset: ``lafite`` (LAFITE's torchvision blur) or ``pil`` (see :mod:`.blur`).
-        resolution: side of the decoded images; sample and reference sets must be built with it.
-        batch_size, num_workers: decoding / forward batching (results do not depend on them).
-        device: ``auto`` (CUDA if available), ``cpu``, ``cuda``...
-        inception_weights: a registered name, a local file, or None for ``inception-2015-12-05``.
-        inception_channels_last: run Inception convolutions channels-last (the default: about 2x
-            faster on CPU; FID and IS stay within 1e-6 relative of torch-fidelity, FID ~1e-8 with
-            the real weights; KID moves within its own float32 evaluation noise). False runs
-            torch-fidelity's exact memory layout (bit-level parity; ``--exact-layout``).
-        fid_trace: how FID's ``Tr((S1 S2)^½)`` is computed: ``eigh`` (symmetric form with the
-            reference factor cached; exact) or ``eigvals`` (torch-fidelity's formula, bit-for-bit);
-            see :func:`lafitebench.metrics.fid.fid_from_stats`.
-        fid_covariance: ``unbiased`` (divide by N-1, torch-fidelity / pytorch-fid) or ``population``
-            (divide by N, StyleGAN2-ADA's ``FeatureStats`` as the official LAFITE evaluation does).
-        protocol: the name of the protocol preset the options came from (:data:`PROTOCOLS`; recorded).
-        clip_model, clip_pretrained, clip_weights: CLIP scorer (see clip_score).
-        detector, detector_conf: SOA detector name/path and confidence threshold.
-        kid_subset_size, kid_subsets: KID protocol (torch-fidelity defaults 1000 x 100).
-        isc_splits, isc_shuffle: IS protocol (10 splits; shuffled = torch-fidelity, else
-            generation order = StyleGAN2/LAFITE).
-        seed: RNG seed of the IS shuffle and the KID subsets (torch-fidelity's 2020).
-        skip_bad: leave unreadable images out (listed in provenance) instead of failing.
-        use_cache: read/write cached reference statistics.
-        progress: Rich progress bars on stderr.
-    """
+    PANEL = "Performance"
 
-    metrics: list[str] = field(default_factory=lambda: ["is", "fid"])
-    fid_blur: list[int] = field(default_factory=lambda: [0])
-    blur_preset: str = "lafite"
-    resolution: int = 256
-    batch_size: int = 32
-    num_workers: int = 0
-    device: str = "auto"
-    inception_weights: str | None = None
-    inception_channels_last: bool = True
-    fid_trace: str = "eigh"
-    fid_covariance: str = "unbiased"
-    protocol: str = "torch-fidelity"
-    clip_model: str = "ViT-B-32"
-    clip_pretrained: str | None = "openai"
-    clip_weights: str | None = None
-    detector: str = "yolov8n.pt"
-    detector_conf: float = 0.5
-    kid_subset_size: int = 1000
-    kid_subsets: int = 100
-    isc_splits: int = 10
-    isc_shuffle: bool = True
-    seed: int = 2020
-    skip_bad: bool = False
-    use_cache: bool = True
-    progress: bool = True
+    metrics: list[str] = option(default_factory=lambda: ["is", "fid"],
+                                help="Names from the metric registry (fid, kid, is, clip, soa), or 'auto'.")
+    resolution: int = option(256, "Evaluation resolution (images of other sizes are resized, bicubic).",
+                             cli=Cli("--resolution", minimum=8), panel="Samples")
+    batch_size: int = option(32, "Images per forward pass (results do not depend on it).", cli=Cli("--batch-size", minimum=1))
+    num_workers: int = option(0, "Image-decoding worker processes.", cli=Cli("--num-workers", minimum=0))
+    device: str = option("auto", "auto, cpu, cuda, cuda:1 ...", cli="--device")
+    protocol: str = option("torch-fidelity", "The named protocol the options came from (recorded).")
+    seed: int = option(2020, "Seed of the IS shuffle and KID subsets.", cli=Cli("--seed", minimum=0), panel="Metrics")
+    skip_bad: bool = option(False, "Skip unreadable images (counted in the report) instead of failing.",
+                            cli="--skip-bad", panel="Samples")
+    use_cache: bool = option(True, "Read and write cached reference statistics.",
+                             cli=Cli("--no-cache", bool, lambda no: not no, lambda use: not use))
+    progress: bool = option(True, "Rich progress bars on stderr.")
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """Batching, resolution, seed and the device."""
+        for name, minimum in (("batch_size", 1), ("num_workers", 0), ("resolution", 8)):
+            positive_int(config, name, minimum)
+        check_seed(config.seed)
+        if config.seed >= 2**32:  # the IS shuffle and KID subsets use numpy.random.RandomState(seed)
+            raise InputError(f"seed must be below 2**32 for the IS shuffle and KID subsets, got {config.seed}",
+                             param="seed")
+        resolve_device(config.device)
+
+
+@dataclass
+class EvalConfig(SoaOptions, ClipOptions, IsOptions, KidOptions, FidOptions, InceptionOptions, RunOptions):
+    """Every option of an evaluation (all of it is recorded in the result's provenance): the
+    fields of :class:`RunOptions` and of each metric's and backbone's options
+    (:class:`~lafitebench.encoders.inception.InceptionOptions`, :class:`~.fid.FidOptions`,
+    :class:`~.kid.KidOptions`, :class:`~.isc.IsOptions`, :class:`~.clip_score.ClipOptions`,
+    :class:`~.soa.SoaOptions`), where each is documented and checked."""
+
+
+#: The option groups in ``--help`` order; ``validate_config`` checks each.
+OPTION_GROUPS: tuple[type[Options], ...] = (RunOptions, InceptionOptions, FidOptions, KidOptions, IsOptions,
+                                            ClipOptions, SoaOptions)
+
+
+def validate_config(config: EvalConfig) -> None:
+    """Every group's checks (whatever the metrics): InputError naming the option."""
+    for group in OPTION_GROUPS:
+        group.check(config)
+
+
+def field_help(name: str) -> str:
+    """The declared help text of an EvalConfig field."""
+    return next(f.metadata.get("help", "") for f in fields(EvalConfig) if f.name == name)
 
 
 #: Named protocols: the options each sets, and what else it asks of the user (recorded in results).
@@ -82,8 +93,6 @@ PROTOCOLS: dict[str, dict] = {
 def apply_protocol(config: "EvalConfig", name: str) -> "EvalConfig":
     """``config`` with the options of protocol ``name``. Raises InputError for an unknown name."""
     import dataclasses
-
-    from ..errors import InputError
 
     if name not in PROTOCOLS:
         raise InputError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}", param="protocol")

@@ -22,6 +22,7 @@ import torch
 
 from ..errors import InputError
 from ..io.files import atomic_write
+from ..options import Cli, Options, option
 from .base import Metric, MetricOutput, MetricRow
 
 POOL3_DIM = 2048
@@ -193,6 +194,54 @@ def load_stats(path: str | os.PathLike) -> FidStats:
 
 # --- the metric ------------------------------------------------------------------------------------
 
+def parse_levels(value: str) -> list[int]:
+    """``"0,1,2,4,8"`` → ``[0, 1, 2, 4, 8]``; InputError naming ``fid_blur`` otherwise."""
+    try:
+        return [int(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"fid_blur takes integers such as 0,1,2,4,8; got {value!r}", param="fid_blur") from None
+
+
+@dataclass
+class FidOptions(Options):
+    """FID and FID-k (its blur levels and the blur definition, the trace and covariance forms)."""
+
+    PANEL = "FID / KID"
+
+    fid_blur: list[int] = option(default_factory=lambda: [0], help="FID-k blur levels, e.g. 0,1,2,4,8 (the paper's).",
+                                 cli=Cli("--fid-blur", str, parse_levels, lambda v: ",".join(map(str, v)), "LEVELS"))
+    blur_preset: str = option("lafite", "Blur definition (part of the metric id); LAFITE's tables use 'lafite'.",
+                              cli=Cli("--blur-preset", metavar="lafite|pil"))
+    fid_trace: str = option("eigh", "FID trace term: eigh (exact symmetric form, fast) or eigvals (torch-fidelity's "
+                                    "formula, bit-for-bit).", cli=Cli("--fid-trace", metavar="eigh|eigvals"))
+    fid_covariance: str = option("unbiased", "Covariance: unbiased (N-1, torch-fidelity) or population (N, the "
+                                             "official LAFITE evaluation; set by --protocol lafite-official).")
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """Levels non-negative integers below half the resolution; a known preset, trace and covariance."""
+        from .blur import BLUR_PRESETS
+
+        raw = [config.fid_blur] if isinstance(config.fid_blur, int) else list(config.fid_blur or [])
+        if not raw:
+            raise InputError("fid_blur is empty: give the FID-k blur levels, e.g. 0 or 0,1,2,4,8", param="fid_blur")
+        for k in raw:
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+                raise InputError(f"fid_blur levels must be non-negative integers (0 = no blur), got {k!r}",
+                                 param="fid_blur")
+            if k and 2 * k >= getattr(config, "resolution", 256):
+                raise InputError(f"fid_blur level {k} is too large for resolution {config.resolution}", param="fid_blur")
+        if config.blur_preset not in BLUR_PRESETS:
+            raise InputError(f"blur_preset {config.blur_preset!r} is unknown; choose one of "
+                             f"{', '.join(BLUR_PRESETS.names())}", param="blur_preset")
+        if config.fid_covariance not in FID_COVARIANCES:
+            raise InputError(f"fid_covariance must be one of {', '.join(FID_COVARIANCES)}, got "
+                             f"{config.fid_covariance!r}", param="fid_covariance")
+        if config.fid_trace not in FID_TRACE_METHODS:
+            raise InputError(f"fid_trace must be one of {', '.join(FID_TRACE_METHODS)}, got {config.fid_trace!r}",
+                             param="fid_trace")
+
+
 def fid_metric_id(n: int, level: int, preset: str) -> str:
     """``fid{N}_blur{k}_{preset}`` (level 0 has no preset: ``fid{N}_blur0``)."""
     from .base import count_tag
@@ -250,12 +299,7 @@ class FidMetric(Metric):
         if len(samples.items) < 2 or n_ref < 2:
             raise InputError(f"FID needs at least 2 images in each set (samples: {len(samples.items)}, "
                              f"reference: {n_ref})")
-        if getattr(config, "fid_covariance", "unbiased") not in FID_COVARIANCES:
-            raise InputError(f"fid_covariance must be one of {', '.join(FID_COVARIANCES)}, got "
-                             f"{config.fid_covariance!r}", param="fid_covariance")
-        if config.fid_trace not in FID_TRACE_METHODS:
-            raise InputError(f"fid_trace must be one of {', '.join(FID_TRACE_METHODS)}, got {config.fid_trace!r}",
-                             param="fid_trace")
+        FidOptions.check(config)
 
     @classmethod
     def sample_features(cls, config: Any) -> set:

@@ -12,11 +12,13 @@ Sample order is part of the protocol:
 from __future__ import annotations
 
 from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import InputError
+from ..options import Cli, Options, option, positive_int
 from .base import Metric, MetricOutput, MetricRow, count_tag
 
 DEFAULT_SPLITS = 10
@@ -51,6 +53,34 @@ def is_from_logits(logits: torch.Tensor | np.ndarray, splits: int = DEFAULT_SPLI
 
 
 # --- the metric ------------------------------------------------------------------------------------
+
+ISC_ORDERS = ("shuffled", "ordered")
+
+
+def parse_order(value: str) -> bool:
+    """``shuffled`` → True (torch-fidelity), ``ordered`` → False (generation order)."""
+    if value not in ISC_ORDERS:
+        raise InputError(f"isc_shuffle: --isc-order must be 'shuffled' or 'ordered', got {value!r}", param="isc_shuffle")
+    return value == "shuffled"
+
+
+@dataclass
+class IsOptions(Options):
+    """Inception Score splits and their order."""
+
+    PANEL = "IS"
+
+    isc_splits: int = option(10, "Inception Score splits.", cli=Cli("--isc-splits", minimum=1))
+    isc_shuffle: bool = option(True, "IS split convention: torch-fidelity's seeded shuffle, or generation order "
+                                     "(StyleGAN2/LAFITE).",
+                               cli=Cli("--isc-order", str, parse_order, lambda v: "shuffled" if v else "ordered",
+                                       "shuffled|ordered"))
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """At least one split."""
+        positive_int(config, "isc_splits", 1)
+
 
 def is_metric_id(n: int, splits: int, shuffle: bool) -> str:
     """``is{N}_{splits}splits_{shuffled|ordered}``."""

@@ -12,11 +12,13 @@ smaller ``subset_size`` is allowed and recorded in the metric id).
 from __future__ import annotations
 
 from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import InputError
+from ..options import Cli, Options, option, positive_int
 from .base import Metric, MetricOutput, MetricRow, count_tag
 
 DEFAULT_SUBSETS = 100
@@ -76,6 +78,23 @@ def kid_from_features(features_1: torch.Tensor | np.ndarray, features_2: torch.T
 
 
 # --- the metric ------------------------------------------------------------------------------------
+
+@dataclass
+class KidOptions(Options):
+    """KID's subsets (torch-fidelity: 100 subsets of 1000)."""
+
+    PANEL = "FID / KID"
+
+    kid_subset_size: int = option(1000, "KID subset size (lowered to the set size when left at 1000).",
+                                  cli=Cli("--kid-subset-size", minimum=2))
+    kid_subsets: int = option(100, "Number of KID subsets.", cli=Cli("--kid-subsets", minimum=1))
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """Integers: subset size >= 2, subsets >= 1."""
+        for name, minimum in (("kid_subset_size", 2), ("kid_subsets", 1)):
+            positive_int(config, name, minimum)
+
 
 def kid_metric_id(n: int, subset_size: int, subsets: int) -> str:
     """``kid{N}_s{subset}x{subsets}``."""

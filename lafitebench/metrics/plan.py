@@ -8,20 +8,14 @@ it runs before a network is loaded, so bad input never costs a forward pass.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-import numpy as np
 
 from ..errors import InputError, LafitebenchError, WeightsError
 from ..registry import UnknownNameError
-from ..encoders.detector import check_detector_conf
-from ..runtime.device import resolve_device
-from ..runtime.rng import check_seed
 from .base import FeatureKey, Metric
-from .blur import BLUR_PRESETS
-from .config import EvalConfig
+from .config import EvalConfig, validate_config
 from .registry import METRICS, ROW_ORDER
 
 AUTO = "auto"
@@ -76,38 +70,14 @@ def resolve_names(names: Sequence[str] | str) -> list[str]:
     return out
 
 
-def _positive_int(config: EvalConfig, name: str, minimum: int) -> None:
-    v = getattr(config, name)
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {v!r}", param=name)
-
-
 def validate_options(config: EvalConfig) -> None:
-    """Types and ranges of every option (whatever the metrics), the device included.
+    """Types and ranges of every option (whatever the metrics), the device included: each option
+    group's own checks (:func:`lafitebench.metrics.config.validate_config`).
 
     Raises:
         InputError: naming the option (``param``) and what is allowed.
     """
-    for name, minimum in (("batch_size", 1), ("num_workers", 0), ("resolution", 8), ("kid_subsets", 1),
-                          ("kid_subset_size", 2), ("isc_splits", 1)):
-        _positive_int(config, name, minimum)
-    check_seed(config.seed)
-    if config.seed >= 2**32:  # the IS shuffle and KID subsets use numpy.random.RandomState(seed)
-        raise InputError(f"seed must be below 2**32 for the IS shuffle and KID subsets, got {config.seed}", param="seed")
-    check_detector_conf(config.detector_conf)
-    raw = [config.fid_blur] if isinstance(config.fid_blur, int) else list(config.fid_blur or [])
-    if not raw:
-        raise InputError("fid_blur is empty: give the FID-k blur levels, e.g. 0 or 0,1,2,4,8", param="fid_blur")
-    for k in raw:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise InputError(f"fid_blur levels must be non-negative integers (0 = no blur), got {k!r}", param="fid_blur")
-        if k and 2 * k >= config.resolution:
-            raise InputError(f"fid_blur level {k} is too large for resolution {config.resolution}", param="fid_blur")
-    try:
-        BLUR_PRESETS.get(config.blur_preset)
-    except UnknownNameError as e:
-        raise InputError(f"blur_preset: {e}", param="blur_preset") from None
-    resolve_device(config.device)
+    validate_config(config)
 
 
 def check_set(s: Any, role: str, config: EvalConfig) -> None:
@@ -127,13 +97,10 @@ def _unavailable(cls: type[Metric], config: EvalConfig, samples: Any, reference:
         return "no reference set (reference)"
     try:
         cls.check(config, samples, reference)
-    except WeightsError as e:
-        text = " ".join(str(e).split())
-        m = re.search(r"file '([^']+)'", text)
-        what = f"weights file {m.group(1)}" if m else text.split(": ")[0].split(". ")[0]
-        return f"{what} not available here (name {cls.name} in metrics for the full instructions)"
+    except WeightsError as e:  # the full instructions are long: the short reason, and how to see them
+        return f"{e.short or ' '.join(str(e).split())} (name {cls.name} in metrics for the full instructions)"
     except LafitebenchError as e:
-        return re.sub(r" \(e\.g\. [^)]*\)", "", " ".join(str(e).split()))
+        return e.short or " ".join(str(e).split())
     return None
 
 

@@ -17,6 +17,7 @@ log lines are moved from stdout to stderr so JSON on stdout stays clean.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -28,6 +29,7 @@ from ..data.batch import Batch
 from ..data.soa import SOA_CLASSES, soa_class
 from ..encoders.detector import DEFAULT_DETECTOR_CONF, Detector, check_detector_conf, detector_id, resolve_detector
 from ..errors import InputError
+from ..options import Cli, Options, option
 from .base import Metric, MetricOutput, MetricRow
 from ..runtime.device import resolve_device
 
@@ -42,6 +44,23 @@ SOA_NOTES = (
 # --------------------------------------------------------------------------------------------
 # Pure numerics
 # --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SoaOptions(Options):
+    """The SOA detector and its confidence threshold."""
+
+    PANEL = "SOA"
+
+    detector: str = option("yolov8n.pt", "Ultralytics COCO detector for SOA: a name (yolov8m.pt), a .pt file or an "
+                                         "exported model folder.", cli=Cli("--detector", metavar="NAME|PATH"))
+    detector_conf: float = option(DEFAULT_DETECTOR_CONF, "SOA detection confidence threshold, in (0, 1).",
+                                  cli=Cli("--detector-conf", minimum=0.0, maximum=1.0))
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """A threshold in (0, 1)."""
+        check_detector_conf(config.detector_conf)
 
 
 def soa_from_detections(
@@ -168,10 +187,9 @@ class SoaMetric(Metric):
         missing = [it for it in items if not getattr(it, "soa_class", None)]
         if missing:
             shown = ", ".join(str(it.path) for it in missing[:3])
-            raise InputError(
-                f"SOA: {len(missing)} of {len(items)} images in {getattr(samples, 'name', 'samples')} have no SOA "
-                f"class (e.g. {shown}); give a samples manifest with a 'soa_class' column (see soa_split)"
-            )
+            what = f"{len(missing)} of {len(items)} images in {getattr(samples, 'name', 'samples')} have no SOA class"
+            raise InputError(f"SOA: {what} (e.g. {shown}); give a samples manifest with a 'soa_class' column (see "
+                             "soa_split)", short=f"SOA: {what}; give a samples manifest with a 'soa_class' column")
         for it in items:
             soa_class(it.soa_class)
         check_detector_conf(getattr(config, "detector_conf", DEFAULT_DETECTOR_CONF))
