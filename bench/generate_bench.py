@@ -51,7 +51,7 @@ def _setup(root: Path, args: argparse.Namespace) -> dict:
     import open_clip
 
     from lafitebench.checkpoints.native import save_native
-    from lafitebench.encoders.clip import clip_config
+    from lafitebench.assets.backbones import clip_config
     from lafitebench.models.generator import Generator
 
     torch.manual_seed(0)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     from lafitebench import settings
     from lafitebench.data.splits import get_split
     from lafitebench.jobs import generate as gen
-    from lafitebench.loading import load_model
+    from lafitebench.checkpoints.load import load_model
     from lafitebench.runtime.device import resolve_device
 
     device = resolve_device(args.device)

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         p.error("--devices cuda: CUDA is not available")
 
     if args.checkpoint:
-        from lafitebench.loading import load_model
+        from lafitebench.checkpoints.load import load_model
 
         G = load_model(args.checkpoint, networks=["G_ema"]).G_ema.requires_grad_(False)
         G16 = G if G.init_kwargs["synthesis_kwargs"].get("num_fp16_res", 0) else None

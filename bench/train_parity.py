@@ -146,7 +146,7 @@ def snapshot_fids(run: Path, pattern: str, zip_path: Path, extractor) -> list[tu
     distance between G_ema's and the data's colour and layout statistics — is a lower-variance
     learning signal than an FID on 80 images."""
     from lafitebench.data.tensor_set import CallableImageSet
-    from lafitebench.loading import load_model
+    from lafitebench.checkpoints.load import load_model
     from lafitebench.metrics.config import EvalConfig
     from lafitebench.metrics.engine import evaluate
     from lafitebench.models.sampling import to_uint8

@@ -14,7 +14,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_model": "lafitebench.loading:load_model",
+    "load_model": "lafitebench.checkpoints.load:load_model",
     "evaluate": "lafitebench.metrics.engine:evaluate",
     "EvalConfig": "lafitebench.metrics.config:EvalConfig",
     "run_eval": "lafitebench.jobs.eval:run_eval",

@@ -133,7 +133,7 @@ def test_zoo_manifest_not_utf8(tmp_path, monkeypatch):
     zoo.mkdir()
     (zoo / "m.toml").write_bytes(b'id = "m"\ntitle = "' + LATIN1 + b'"\n')
     monkeypatch.setenv("LAFITEBENCH_ZOO", str(zoo))
-    from lafitebench import zoo as zoo_mod
+    from lafitebench.assets import zoo as zoo_mod
 
     monkeypatch.setattr(zoo_mod, "MODELS", zoo_mod.ModelRegistry())
     _fails(["zoo", "list"], "m.toml")
@@ -374,9 +374,9 @@ def test_options_before_work(tmp_path, folders, inception, monkeypatch, extra, c
 
 
 def test_zoo_manifest_bad_values(tmp_path, monkeypatch):
-    from lafitebench import zoo as zoo_mod
+    from lafitebench.assets import zoo as zoo_mod
 
-    src = Path(zoo_mod.__file__).resolve().parent.parent / "zoo" / "lafite-coco-g.toml"
+    src = zoo_mod.zoo_dir() / "lafite-coco-g.toml"
     z = tmp_path / "zoo"
     z.mkdir()
     text = src.read_text(encoding="utf-8")

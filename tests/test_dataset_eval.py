@@ -56,7 +56,8 @@ verified = true
 @pytest.fixture
 def zoo_env(tmp_path, shared_dir, monkeypatch):
     """Two COCO models in a test zoo, one of them converted into the cache; random Inception stand-in."""
-    from lafitebench import zoo
+    from lafitebench.assets import zoo
+    from lafitebench.checkpoints import convert as convert_mod
     from lafitebench.metrics import engine
 
     zdir = tmp_path / "zoo"
@@ -73,7 +74,7 @@ def zoo_env(tmp_path, shared_dir, monkeypatch):
         for mid in ("tiny-a", "tiny-b"):
             info = zoo.get_model_info(mid)
             zoo.native_path(info).parent.mkdir(parents=True, exist_ok=True)
-            zoo.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", zoo.native_path(info), variant="g",
+            convert_mod.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", zoo.native_path(info), variant="g",
                         model_id=mid, clip_backbone=dict(info.clip))
     real = engine._load_extractor
     monkeypatch.setattr(engine, "_load_extractor",
@@ -135,7 +136,8 @@ def test_sweep_prints_the_papers_table_and_resumes(zoo_env, monkeypatch):
 
 
 def test_sweep_names_every_missing_model_before_work(zoo_env):
-    from lafitebench import zoo
+    from lafitebench.assets import zoo
+    from lafitebench.checkpoints import convert as convert_mod
 
     for mid in ("tiny-a", "tiny-b"):
         zoo.native_path(zoo.get_model_info(mid)).unlink()

@@ -32,13 +32,14 @@ CAPTIONS = [f"a photo of {w}" for w in ("a cat", "two dogs", "a red bus", "a bow
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, shared_dir):
-    from lafitebench import zoo
+    from lafitebench.assets import zoo
+    from lafitebench.checkpoints import convert as convert_mod
 
     root = tmp_path_factory.mktemp("gen")
     cfg, clip_weights = tiny_clip(root)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the fixture's CLIP backbone is unknown
-        model = zoo.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", root / "tiny.safetensors",
+        model = convert_mod.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", root / "tiny.safetensors",
                             variant="g")
     prompts = root / "prompts.txt"
     prompts.write_text("\n".join(CAPTIONS) + "\n")
@@ -138,7 +139,7 @@ def test_generate_bad_input_before_work(env, tmp_path):
 
 def test_generate_refuses_another_clip_backbone(env, tmp_path, monkeypatch):
     """A model recorded as ViT-B/16 with ViT-B/32 text features: refused naming both, before any work."""
-    import lafitebench.loading as loading
+    import lafitebench.checkpoints.load as loading
 
     orig = loading.load_model
 

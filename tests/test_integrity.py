@@ -21,7 +21,7 @@ import torch
 from typer.testing import CliRunner
 
 from helpers.tiny_extractor import TinyExtractor
-from lafitebench.encoders.clip import clip_config
+from lafitebench.assets.backbones import clip_config
 from lafitebench.checkpoints import native
 from lafitebench.cli import app
 from lafitebench.errors import CheckpointError, WeightsError
@@ -45,7 +45,7 @@ def _flip_last_data_byte(path: Path) -> None:
 
 
 def test_flipped_byte_is_caught_by_load_model(native_file):
-    from lafitebench.loading import load_model
+    from lafitebench.checkpoints.load import load_model
 
     assert native.read_config(native_file)["tensors_sha256"]
     with warnings.catch_warnings():
@@ -57,22 +57,23 @@ def test_flipped_byte_is_caught_by_load_model(native_file):
 
 
 def test_flipped_byte_is_caught_by_zoo_verify(tmp_path, monkeypatch, native_file):
-    from lafitebench import zoo
+    from lafitebench.assets import zoo
+    from lafitebench.checkpoints import convert as convert_mod
 
     info = zoo.get_model_info("lafite-coco-g")
     target = zoo.native_path(info)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(native_file.read_bytes())
-    rows = zoo.verify("lafite-coco-g")
+    rows = convert_mod.verify("lafite-coco-g")
     assert "checksum" not in rows[0]["native"]
     _flip_last_data_byte(target)
-    rows = zoo.verify("lafite-coco-g")
+    rows = convert_mod.verify("lafite-coco-g")
     assert not rows[0]["ok"] and "does not match the checksum" in rows[0]["native"]
 
 
 def test_oversized_architecture_refused_before_allocation(native_file, monkeypatch):
     """A small file whose config asks for a huge generator: refused from the sizes, nothing built."""
-    from lafitebench.loading import load_model
+    from lafitebench.checkpoints.load import load_model
 
     raw = native_file.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
@@ -97,7 +98,7 @@ def test_oversized_architecture_refused_before_allocation(native_file, monkeypat
 
 
 def test_official_name_with_another_hash_is_refused(tmp_path, monkeypatch):
-    from lafitebench import weights
+    from lafitebench.assets import weights
 
     fake = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
     torch.save({"fc.weight": torch.zeros(2)}, fake)

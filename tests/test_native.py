@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from lafitebench.encoders.clip import clip_config
+from lafitebench.assets.backbones import clip_config
 from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError
 from lafitebench.models.discriminator import Discriminator

@@ -309,7 +309,7 @@ def test_kwargs_nested_thousands_deep_are_refused(tmp_path, snapshot_path, monke
     from typer.testing import CliRunner
 
     from lafitebench.cli import app
-    from lafitebench.loading import load_model
+    from lafitebench.checkpoints.load import load_model
 
     deep: dict = {}
     for _ in range(5000):

@@ -145,12 +145,13 @@ def test_generate_from_an_official_zip_needs_no_clip(tmp_path, shared_dir):
 
     from typer.testing import CliRunner
 
-    from lafitebench import zoo
+    from lafitebench.assets import zoo
+    from lafitebench.checkpoints import convert as convert_mod
     from lafitebench.cli import app
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = zoo.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", tmp_path / "m.safetensors",
+        model = convert_mod.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", tmp_path / "m.safetensors",
                             variant="g")
     z = _official_zip(tmp_path / "data.zip", dim=64, n=3)
     r = CliRunner().invoke(app, ["generate", "--model", str(model), "--split", str(z), "--out", str(tmp_path / "o"),

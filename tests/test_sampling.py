@@ -21,7 +21,7 @@ from lafitebench.runtime.rng import check_seed, randn_per_sample, sample_seed
 
 @pytest.fixture(scope="module")
 def fixture_model(shared_dir):
-    from lafitebench.loading import load_model
+    from lafitebench.checkpoints.load import load_model
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unknown CLIP backbone of the fixture snapshot

@@ -164,7 +164,8 @@ def test_export_official_zip_round_trips(mini_store, tmp_path):
 
 
 def test_store_split_generates_without_clip_and_checks_the_backbone(mini_store, shared_dir, tmp_path):
-    from lafitebench import zoo
+    from lafitebench.assets import zoo
+    from lafitebench.checkpoints import convert as convert_mod
 
     _, out = mini_store
     split = get_split(str(out))
@@ -176,7 +177,7 @@ def test_store_split_generates_without_clip_and_checks_the_backbone(mini_store, 
     check_clip_match("ViT-B/32", {"open_clip_model": "ViT-B-32", "name": "ViT-B/32"}, "s", "m")  # same backbone
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = zoo.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", tmp_path / "tiny.safetensors",
+        model = convert_mod.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", tmp_path / "tiny.safetensors",
                             variant="g")
     r = runner.invoke(app, ["generate", "--model", str(model), "--split", str(out), "--num", "3", "--out",
                             str(tmp_path / "gen"), "--device", "cpu"])

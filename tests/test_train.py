@@ -148,7 +148,7 @@ def test_tiny_preset_trains_and_its_snapshot_generates(env, tmp_path):
     """The tiny preset end to end: finite losses, D learns to separate real from generated
     (its adversarial loss falls from about 2·log 2, the real-minus-fake logit gap grows), and
     the snapshot loads with load_model and generates through the CLI."""
-    from lafitebench.loading import load_model
+    from lafitebench.checkpoints.load import load_model
 
     job = run_train(_cfg(env, tmp_path / "run", kimg=0.4, snap=0.2))
     assert job.kimg == pytest.approx(0.4) and len(job.snapshots) == 3  # at 0 (the start, as StyleGAN2-ADA), 0.2, 0.4
@@ -232,18 +232,19 @@ def test_itc_loads_the_frozen_clip_or_fails_before_training(env, tmp_path):
 def test_finetune_from_a_snapshot(env, tmp_path):
     base = run_train(_cfg(env, tmp_path / "base", kimg=0.008, snap=0.008))
     job = run_train(_cfg(env, tmp_path / "ft", init=str(base.snapshots[-1]), kimg=0.008, snap=0.008))
-    from lafitebench.loading import load_model
+    from lafitebench.checkpoints.load import load_model
 
     meta = load_model(job.snapshots[-1]).metadata
     assert meta["provenance"]["start"]["init"] == str(base.snapshots[-1])
 
 
 def test_init_from_a_model_of_another_resolution_is_refused(env, tmp_path, shared_dir):
-    from lafitebench import zoo
+    from lafitebench.assets import zoo
+    from lafitebench.checkpoints import convert as convert_mod
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = zoo.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", tmp_path / "tiny64.safetensors",
+        model = convert_mod.convert(shared_dir / "fixtures/lafite_official/lafite_tiny64.pkl", tmp_path / "tiny64.safetensors",
                             variant="g")
     with pytest.raises(InputError, match="64² model but the data .* holds 32² images"):
         run_train(_cfg(env, tmp_path / "ft", init=str(model), preset="tiny"))
@@ -290,7 +291,7 @@ def test_mapper_training_reduces_its_contrastive_loss_and_nn_uses_it(env, tmp_pa
     net = load_perturbation_network(tmp_path / "m.pth", feature_dim=64)
     assert net.hidden_dim == 256
     job = run_train(_cfg(env, tmp_path / "nn", variant="nn", mapper=str(tmp_path / "m.pth"), kimg=0.008, snap=0.008))
-    from lafitebench.loading import load_model
+    from lafitebench.checkpoints.load import load_model
 
     assert load_model(job.snapshots[-1]).P is not None
     r = runner.invoke(app, ["train-mapper", "--data", str(env["store"]), "--out", str(tmp_path / "cli.pth"),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lafitebench import weights
+from lafitebench.assets import download, weights
 from lafitebench.errors import WeightsError
 from lafitebench.registry import Registry
 
@@ -28,13 +28,13 @@ class FakeResponse(io.BytesIO):
 
 
 class Transport:
-    """Replaces weights._open_url: serves bytes per URL and counts calls."""
+    """Replaces lafitebench.assets.download.open_url: serves bytes per URL and counts calls."""
 
     def __init__(self, payloads: dict[str, bytes | Exception]) -> None:
         self.payloads = payloads
         self.calls: list[str] = []
 
-    def __call__(self, url: str, timeout: float = 60.0) -> FakeResponse:
+    def __call__(self, url: str, timeout: float = 60.0, start: int = 0) -> FakeResponse:
         self.calls.append(url)
         p = self.payloads[url]
         if isinstance(p, Exception):
@@ -67,7 +67,7 @@ def _cache_files() -> list[Path]:
 
 def _install(monkeypatch, payloads) -> Transport:
     t = Transport(payloads)
-    monkeypatch.setattr(weights, "_open_url", t)
+    monkeypatch.setattr(download, "open_url", t)
     return t
 
 

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from lafitebench import zoo
+from lafitebench.assets import download, zoo
+from lafitebench.checkpoints import convert as convert_mod
 from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError, WeightsError
-from lafitebench.loading import load_model
+from lafitebench.checkpoints.load import load_model
 from lafitebench.registry import UnknownNameError
 
 REPO_ZOO = Path(__file__).resolve().parent.parent / "zoo"
@@ -63,12 +64,14 @@ def _tiny_zoo(tmp_path, monkeypatch, hash_line: str) -> Path:
 
 
 def _fake_gdrive(src: Path, calls: list):
-    def download(file_id, out, on_progress):
+    """Stands in for :func:`lafitebench.assets.download.stream_gdrive` (no network)."""
+    def download(file_id, part, on_progress):
         calls.append(file_id)
         data = src.read_bytes()
-        for i in range(0, len(data), 1 << 22):
-            out.write(data[i:i + (1 << 22)])
-            on_progress(min(i + (1 << 22), len(data)), len(data))
+        with open(part, "wb") as out:
+            for i in range(0, len(data), 1 << 22):
+                out.write(data[i:i + (1 << 22)])
+                on_progress(min(i + (1 << 22), len(data)), len(data))
     return download
 
 
@@ -137,7 +140,7 @@ def test_broken_manifest_names_file_and_key(tmp_path, monkeypatch, edit, key):
     msg = str(e.value)
     assert str(d / "lafite-coco-g.toml") in msg and f"'{key}'" in msg
     # verify reports it instead of raising
-    [row] = zoo.verify()
+    [row] = convert_mod.verify()
     assert not row["ok"] and f"'{key}'" in row["manifest"]
 
 
@@ -159,10 +162,10 @@ def test_fetch_offline_says_where_to_put_the_file(monkeypatch):
     def no_network(*a, **k):
         raise AssertionError("offline fetch must not download")
 
-    monkeypatch.setattr(zoo, "_download_gdrive", no_network)
+    monkeypatch.setattr(download, "stream_gdrive", no_network)
     info = zoo.get_model_info("lafite-coco-nn")
     with pytest.raises(WeightsError) as e:
-        zoo.fetch("lafite-coco-nn")  # LAFITEBENCH_OFFLINE=1 from conftest
+        convert_mod.fetch("lafite-coco-nn")  # LAFITEBENCH_OFFLINE=1 from conftest
     msg = str(e.value)
     assert str(zoo.zoo_cache_dir() / "lafite-coco-nn.pkl") in msg
     assert info.source.url in msg and "LAFITEBENCH_OFFLINE" in msg
@@ -181,8 +184,8 @@ def test_fetch_download_convert_load(tmp_path, monkeypatch, fixture_pkl):
     digest = sha256_file(fixture_pkl)
     _tiny_zoo(tmp_path, monkeypatch, f'sha256 = "{digest}"\nsize_bytes = {fixture_pkl.stat().st_size}')
     calls: list = []
-    monkeypatch.setattr(zoo, "_download_gdrive", _fake_gdrive(fixture_pkl, calls))
-    out = zoo.fetch("tiny-test", offline=False, progress=False)
+    monkeypatch.setattr(download, "stream_gdrive", _fake_gdrive(fixture_pkl, calls))
+    out = convert_mod.fetch("tiny-test", offline=False, progress=False)
     assert calls == ["TESTID"]
     assert out == zoo.zoo_cache_dir() / "tiny-test.safetensors"
     assert (zoo.zoo_cache_dir() / "tiny-test.pkl").is_file()
@@ -207,29 +210,29 @@ def test_fetch_download_convert_load(tmp_path, monkeypatch, fixture_pkl):
         model.generate(z, h * 3)
 
     # verify: both cached files accounted for
-    [row] = zoo.verify()
+    [row] = convert_mod.verify()
     assert row["ok"] and row["official"] == "ok (sha256 matches)" and row["native"].startswith("ok")
     assert zoo.list_models()[0]["cached"] == "converted"
 
     # a second fetch reuses the native file; with force it re-converts from the cached pkl offline
-    monkeypatch.setattr(zoo, "_download_gdrive", lambda *a, **k: pytest.fail("must not download again"))
-    assert zoo.fetch("tiny-test") == out
-    assert zoo.fetch("tiny-test", force=True) == out
+    monkeypatch.setattr(download, "stream_gdrive", lambda *a, **k: pytest.fail("must not download again"))
+    assert convert_mod.fetch("tiny-test") == out
+    assert convert_mod.fetch("tiny-test", force=True) == out
 
 
 @pytest.mark.real_assets
 def test_fetch_refuses_wrong_hash(tmp_path, monkeypatch, fixture_pkl):
     _tiny_zoo(tmp_path, monkeypatch, f'sha256 = "{"0" * 64}"')
-    monkeypatch.setattr(zoo, "_download_gdrive", _fake_gdrive(fixture_pkl, []))
-    with pytest.raises(WeightsError, match="manifest expects 0000"):
-        zoo.fetch("tiny-test", offline=False, progress=False)
+    monkeypatch.setattr(download, "stream_gdrive", _fake_gdrive(fixture_pkl, []))
+    with pytest.raises(WeightsError, match="manifest expects sha256 0000"):
+        convert_mod.fetch("tiny-test", offline=False, progress=False)
     assert not zoo.zoo_cache_dir().exists() or not list(zoo.zoo_cache_dir().iterdir())
     # a hand-placed file with the wrong hash is refused too
     zoo.zoo_cache_dir().mkdir(parents=True, exist_ok=True)
     shutil.copy(fixture_pkl, zoo.zoo_cache_dir() / "tiny-test.pkl")
     with pytest.raises(WeightsError, match="does not match the manifest"):
-        zoo.fetch("tiny-test")
-    [row] = zoo.verify()
+        convert_mod.fetch("tiny-test")
+    [row] = convert_mod.verify()
     assert not row["ok"] and "MISMATCH" in row["official"]
 
 
@@ -241,9 +244,9 @@ def test_fetch_offline_uses_hand_placed_file_and_checks_resolution(tmp_path, mon
     weights.mkdir()
     shutil.copy(fixture_pkl, weights / "tiny-test.pkl")
     monkeypatch.setenv("LAFITEBENCH_WEIGHTS", str(weights))
-    out = zoo.fetch("tiny-test", dest=tmp_path)  # offline; found in $LAFITEBENCH_WEIGHTS
+    out = convert_mod.fetch("tiny-test", dest=tmp_path)  # offline; found in $LAFITEBENCH_WEIGHTS
     assert out == tmp_path / "tiny-test.safetensors" and native.is_native(out)
-    [row] = zoo.verify()
+    [row] = convert_mod.verify()
     assert row["ok"] and row["native"] == "absent"  # converted to dest, not the cache
 
     # a snapshot of the wrong resolution for the manifest is rejected
@@ -251,7 +254,7 @@ def test_fetch_offline_uses_hand_placed_file_and_checks_resolution(tmp_path, mon
         TINY_MANIFEST.format(hash='hash_status = "unknown"').replace("resolution = 64", "resolution = 256"))
     zoo.MODELS.reload()
     with pytest.raises(CheckpointError, match="resolution is 64x64.*says 256"):
-        zoo.fetch("tiny-test", dest=tmp_path / "other.safetensors")
+        convert_mod.fetch("tiny-test", dest=tmp_path / "other.safetensors")
 
 
 @pytest.mark.real_assets
@@ -262,11 +265,11 @@ def test_convert_and_load_official_snapshot(tmp_path, fixture_pkl):
     assert model.metadata["format"] == "official-pkl" and model.G is None and model.D is None
     assert model.metadata["clip_backbone"].startswith("unknown")
     with pytest.raises(CheckpointError, match="64-d text features but CLIP ViT-B/32 gives 512-d"):
-        zoo.convert(fixture_pkl, tmp_path / "x.safetensors", variant="g", clip_backbone="ViT-B/32")
+        convert_mod.convert(fixture_pkl, tmp_path / "x.safetensors", variant="g", clip_backbone="ViT-B/32")
     with pytest.raises(InputError, match="variant"):
-        zoo.convert(fixture_pkl, tmp_path / "x.safetensors", variant="fancy", clip_backbone="ViT-B/32")
+        convert_mod.convert(fixture_pkl, tmp_path / "x.safetensors", variant="fancy", clip_backbone="ViT-B/32")
     clip = {"name": "tiny", "open_clip_model": "tiny", "open_clip_pretrained": "none", "f_dim": 64}
-    out = zoo.convert(fixture_pkl, tmp_path / "x.safetensors", variant="supervised", clip_backbone=clip)
+    out = convert_mod.convert(fixture_pkl, tmp_path / "x.safetensors", variant="supervised", clip_backbone=clip)
     loaded = load_model(out, networks=["G_ema"])
     assert loaded.metadata["variant"] == "supervised" and loaded.G is None
     z = torch.randn(1, 128)
@@ -289,7 +292,7 @@ def test_load_model_rejects_missing_and_odd_files(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- transports
 
-def test_gdrive_transport_uses_gdown_with_a_stream(monkeypatch):
+def test_gdrive_transport_uses_gdown_with_a_stream(monkeypatch, tmp_path):
     import gdown
 
     seen = {}
@@ -301,9 +304,9 @@ def test_gdrive_transport_uses_gdown_with_a_stream(monkeypatch):
         return output
 
     monkeypatch.setattr(gdown, "download", fake_download)
-    buf, prog = io.BytesIO(), []
-    zoo._download_gdrive("FILEID", buf, lambda d, t: prog.append((d, t)))
-    assert seen == {"id": "FILEID", "quiet": True} and buf.getvalue() == b"abc" and prog == [(3, 3)]
+    part, prog = tmp_path / "f.part", []
+    download.stream_gdrive("FILEID", part, lambda d, t: prog.append((d, t)))
+    assert seen == {"id": "FILEID", "quiet": True} and part.read_bytes() == b"abc" and prog == [(3, 3)]
 
     from gdown.exceptions import FileURLRetrievalError
 
@@ -312,27 +315,68 @@ def test_gdrive_transport_uses_gdown_with_a_stream(monkeypatch):
 
     monkeypatch.setattr(gdown, "download", failing)
     with pytest.raises(WeightsError, match="FILEID.*too many users"):
-        zoo._download_gdrive("FILEID", io.BytesIO(), lambda d, t: None)
+        download.stream_gdrive("FILEID", tmp_path / "g.part", lambda d, t: None)
 
 
-def test_http_transport_streams_with_progress(monkeypatch):
+def test_http_transport_streams_with_progress(monkeypatch, tmp_path):
+    import urllib.error
     import urllib.request
 
     class Resp(io.BytesIO):
         headers = {"Content-Length": "5"}
 
     monkeypatch.setattr(urllib.request, "urlopen", lambda req, timeout: Resp(b"hello"))
-    buf, prog = io.BytesIO(), []
-    zoo._download_http("https://example.org/m.pkl", buf, lambda d, t: prog.append((d, t)))
-    assert buf.getvalue() == b"hello" and prog[-1] == (5, 5)
+    part, prog = tmp_path / "m.part", []
+    download.stream_http("https://example.org/m.pkl", part, lambda d, t: prog.append((d, t)))
+    assert part.read_bytes() == b"hello" and prog[-1] == (5, 5)
 
     def refuse(req, timeout):
         raise urllib.error.URLError("no route")
 
-    import urllib.error
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
     with pytest.raises(WeightsError, match="example.org.*no route"):
-        zoo._download_http("https://example.org/m.pkl", io.BytesIO(), lambda d, t: None)
+        download.stream_http("https://example.org/m.pkl", tmp_path / "n.part", lambda d, t: None)
+
+
+def test_an_interrupted_download_resumes_where_it_stopped(monkeypatch, tmp_path):
+    """The connection drops after 4 bytes: the part stays; the next call asks for the rest
+    (Range: bytes=4-), appends it, checks the hash and puts the file in place."""
+    import hashlib
+    import urllib.request
+
+    data = b"0123456789"
+    ranges = []
+
+    class Resp(io.BytesIO):
+        def __init__(self, body, status):
+            super().__init__(body)
+            self.status, self.headers = status, {"Content-Length": str(len(body))}
+
+    class Dropping(Resp):
+        def read(self, n=-1):
+            if self.tell() >= 4:
+                raise ConnectionResetError("connection reset")
+            return super().read(4)
+
+    def urlopen(req, timeout):
+        r = req.get_header("Range")
+        ranges.append(r)
+        if r is None:
+            return Dropping(data, 200)
+        start = int(r.split("=")[1].rstrip("-"))
+        return Resp(data[start:], 206)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    target = tmp_path / "w.bin"
+    src = [download.Source("https://example.org/w.bin")]
+    good = hashlib.sha256(data).hexdigest()
+    with pytest.raises(WeightsError, match="connection reset"):
+        download.fetch_file(target, src, label="w", accept=lambda d: d == good and "sha256", show_progress=False)
+    assert not target.exists() and download.part_path(target).read_bytes() == b"0123"
+    digest, how, _ = download.fetch_file(target, src, label="w", accept=lambda d: d == good and "sha256",
+                                         show_progress=False)
+    assert ranges == [None, "bytes=4-"] and target.read_bytes() == data and digest == good and how == "sha256"
+    assert not download.part_path(target).exists()
 
 
 @pytest.mark.real_assets
@@ -344,7 +388,7 @@ def test_convert_stores_perturbation_network(tmp_path, fixture_pkl):
     p_net = PerturbationNetwork(feature_dim=64, hidden_dim=32)
     torch.save(p_net.state_dict(), tmp_path / "implicit.test.pth")
     clip = {"name": "tiny", "open_clip_model": "tiny", "open_clip_pretrained": "none", "f_dim": 64}
-    out = zoo.convert(fixture_pkl, tmp_path / "nn.safetensors", variant="nn", clip_backbone=clip,
+    out = convert_mod.convert(fixture_pkl, tmp_path / "nn.safetensors", variant="nn", clip_backbone=clip,
                       perturbation=tmp_path / "implicit.test.pth")
     model = load_model(out, networks=["G_ema", "P"])
     assert model.P is not None and model.G is None
@@ -353,5 +397,5 @@ def test_convert_stores_perturbation_network(tmp_path, fixture_pkl):
     assert model.metadata["provenance"]["perturbation_file"]["file"] == "implicit.test.pth"
     with pytest.raises(CheckpointError, match="feature_dim"):
         torch.save(PerturbationNetwork(feature_dim=32, hidden_dim=8).state_dict(), tmp_path / "bad.pth")
-        zoo.convert(fixture_pkl, tmp_path / "bad.safetensors", variant="nn", clip_backbone=clip,
+        convert_mod.convert(fixture_pkl, tmp_path / "bad.safetensors", variant="nn", clip_backbone=clip,
                     perturbation=tmp_path / "bad.pth")

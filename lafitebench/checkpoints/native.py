@@ -36,6 +36,7 @@ from torch import nn
 from ..errors import CheckpointError, InputError
 from ..io.files import atomic_path
 from ..io.jsonable import to_jsonable
+from ..assets.zoo import UNKNOWN_VARIANT, VARIANTS
 from ..io.state_dict import check_state_dict
 from ..models import NETWORKS as NETWORK_CLASSES
 from ..models.capture import complete_init_kwargs
@@ -49,13 +50,6 @@ CONVERTER_VERSION = "lafitebench-native-converter/1"
 NETWORK_NAMES = ("G_ema", "G", "D", "P")
 
 #: LAFITE variants (reference section 8; "unknown" only for files converted without one).
-VARIANTS = {
-    "g": "language-free, Gaussian pseudo-text features (Lafite-G)",
-    "nn": "language-free, pseudo-text from a trained perturbation network (Lafite-NN)",
-    "supervised": "trained on ground-truth image-text pairs",
-    "zero-shot": "pre-trained on Google CC3M, evaluated zero-shot on another set",
-}
-UNKNOWN_VARIANT = "unknown"
 
 # ----------------------------------------------------------------------------------------------
 # config validation

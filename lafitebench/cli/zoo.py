@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ..assets import zoo
+from ..checkpoints import convert as convert_mod
 from .common import out_console
 from .errors import boundary
 
@@ -17,8 +19,6 @@ zoo_app = typer.Typer(help="The model zoo: released LAFITE checkpoints.", no_arg
 @zoo_app.command("list", help="List the released models (Rich table).\n\nExample:\n\n\b\n  lafitebench zoo list")
 @boundary
 def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    from .. import zoo
-
     if as_json:
         sys.stdout.write(json.dumps(zoo.list_models(), indent=2) + "\n")
     else:
@@ -28,8 +28,6 @@ def zoo_list(as_json: bool = typer.Option(False, "--json", help="Print JSON inst
 @zoo_app.command("show", help="Show one model's manifest.\n\nExample:\n\n\b\n  lafitebench zoo show lafite-coco-g")
 @boundary
 def zoo_show(model_id: str = typer.Argument(..., metavar="ID")) -> None:
-    from .. import zoo
-
     info = zoo.get_model_info(model_id)
     d = info.to_dict()
     d["cache"] = {"official": str(zoo.official_path(info)), "native": str(zoo.native_path(info))}
@@ -44,9 +42,7 @@ def zoo_show(model_id: str = typer.Argument(..., metavar="ID")) -> None:
 def zoo_fetch(model_id: str = typer.Argument(..., metavar="ID"),
               dest: Optional[Path] = typer.Option(None, "--dest", metavar="PATH", help="Native checkpoint path or folder (default: the cache)."),
               force: bool = typer.Option(False, "--force", help="Download / convert again even if present.")) -> None:
-    from .. import zoo
-
-    out_console.print(f"native checkpoint: {zoo.fetch(model_id, dest, force=force)}")
+    out_console.print(f"native checkpoint: {convert_mod.fetch(model_id, dest, force=force)}")
 
 
 @zoo_app.command("verify", help="Validate every manifest and the hashes of cached files.\n\nExample:\n\n\b\n  lafitebench zoo verify")
@@ -54,9 +50,8 @@ def zoo_fetch(model_id: str = typer.Argument(..., metavar="ID"),
 def zoo_verify(model_id: Optional[str] = typer.Argument(None, metavar="[ID]")) -> None:
     from rich.table import Table
 
-    from .. import zoo
 
-    rows = zoo.verify(model_id)
+    rows = convert_mod.verify(model_id)
     t = Table(title="zoo verify")
     for c in ("id", "manifest", "official", "native", "ok"):
         t.add_column(c)
@@ -80,8 +75,6 @@ def zoo_convert(official_pkl: Path = typer.Argument(..., metavar="OFFICIAL.pkl",
                 perturbation: Optional[Path] = typer.Option(None, "--perturbation", metavar="implicit.pth",
                                                             help="Lafite-NN perturbation network state dict to bundle."),
                 overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists.")) -> None:
-    from .. import zoo
-
-    path = zoo.convert(official_pkl, out, variant=variant, clip_backbone=clip, perturbation=perturbation,
+    path = convert_mod.convert(official_pkl, out, variant=variant, clip_backbone=clip, perturbation=perturbation,
                        overwrite=overwrite)
     out_console.print(f"native checkpoint: {path}")

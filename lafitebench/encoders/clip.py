@@ -1,7 +1,7 @@
 """CLIP backbones through open_clip: loading with verified weights, text and image encoders.
 
 Used by the CLIP score and by LAFITE generation (text features). Weights always come from a
-file: an explicit ``weights=`` path, or ``lafitebench.weights.resolve("clip:<model>/<tag>")``
+file: an explicit ``weights=`` path, or ``lafitebench.assets.weights.resolve("clip:<model>/<tag>")``
 (env folder → cache → download with sha256). open_clip would fall back to random weights with
 only a log line; here that is an error unless a caller passes ``allow_random=True`` (tests).
 
@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError, WeightsError
-from ..registry import Registry
 from ..io.unpickle import restricted_load
 from ..runtime.device import resolve_device
 
@@ -34,34 +33,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 DEFAULT_PRETRAINED = "openai"
 
-UNKNOWN_CLIP = "unknown (official snapshots do not record it)"
-
-#: CLIP backbones LAFITE conditions on: the name the paper/OpenAI use and the open_clip spelling.
-CLIP_BACKBONES: Registry[dict] = Registry("CLIP backbone")
-CLIP_BACKBONES.register(
-    "ViT-B/32",
-    {"name": "ViT-B/32", "open_clip_model": "ViT-B-32", "open_clip_pretrained": "openai", "f_dim": 512},
-    aliases=("ViT-B-32", "vitb32"),
-)
-CLIP_BACKBONES.register(
-    "ViT-B/16",
-    {"name": "ViT-B/16", "open_clip_model": "ViT-B-16", "open_clip_pretrained": "openai", "f_dim": 512},
-    aliases=("ViT-B-16", "vitb16"),
-)
-
-
-def clip_config(backbone: str | None) -> dict:
-    """The ``clip`` config block for a backbone name (``"ViT-B/32"``, ``"ViT-B-16"``, ...).
-
-    ``None`` gives the explicit unknown marker. Raises InputError for a name that is not a
-    CLIP backbone LAFITE was released with (the message lists the known ones).
-    """
-    if backbone is None:
-        return {"name": UNKNOWN_CLIP, "open_clip_model": None, "open_clip_pretrained": None, "f_dim": None}
-    try:
-        return dict(CLIP_BACKBONES.get(backbone))
-    except KeyError as e:
-        raise InputError(f"clip_backbone: {e}", param="clip_backbone") from None
 
 
 # Keys OpenAI's TorchScript models carry that are not weights (open_clip drops them too).
@@ -276,7 +247,7 @@ def resolve_clip_weights(
     """
     import open_clip
 
-    from lafitebench import weights as weights_mod
+    from lafitebench.assets import weights as weights_mod
 
     if model_name not in open_clip.list_models():
         raise InputError(
@@ -314,7 +285,7 @@ def load_clip(
     """Build an open_clip model with real weights; return ``(model, preprocess, tokenizer, info)``.
 
     Weights: ``weights`` (a local file, hash computed) if given, else the file that
-    ``lafitebench.weights.resolve(f"clip:{model_name}/{pretrained}")`` finds or downloads. The
+    ``lafitebench.assets.weights.resolve(f"clip:{model_name}/{pretrained}")`` finds or downloads. The
     tag's settings that change results (QuickGELU, mean/std, resize mode) come from open_clip's
     pretrained table even when the weights come from a file. ``preprocess`` is open_clip's PIL
     eval transform; ``info`` records model, tag, weights path/sha256/source and the preprocessing.

@@ -97,7 +97,7 @@ def detector_id(spec: str | Path) -> str:
 class Detector:
     """An ultralytics COCO detector returning, per image, the set of detected class ids.
 
-    ``spec`` is a weights name (``yolov8n.pt``, resolved by ``lafitebench.weights.resolve``), a
+    ``spec`` is a weights name (``yolov8n.pt``, resolved by ``lafitebench.assets.weights.resolve``), a
     ``.pt`` file, or an exported model folder (e.g. ``*_openvino_model``, needs ``openvino``).
     The detector's 80 class names must be COCO's, in COCO order.
 
@@ -207,7 +207,7 @@ def resolve_detector(spec: str | Path, *, deep: bool = True):
     """
     import importlib.util
 
-    from .. import weights as weights_mod
+    from ..assets import weights as weights_mod
 
     if spec is None or str(spec) == "":
         raise WeightsError("no detector given, e.g. 'yolov8n.pt' or an exported model folder", param="detector")

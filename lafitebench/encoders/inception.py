@@ -79,7 +79,7 @@ class InceptionExtractor:
     """torch-fidelity's Inception-v3 in eval mode, returning pool3 (+ unbiased logits) per forward.
 
     Args:
-        weights: a ``ResolvedWeights`` (from :func:`lafitebench.weights.resolve`) or a local path.
+        weights: a ``ResolvedWeights`` (from :func:`lafitebench.assets.weights.resolve`) or a local path.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         logits: also return the unbiased logits (needed for IS). Raises WeightsError if the file
             has no classifier.
@@ -173,7 +173,7 @@ def load_inception(weights: str | os.PathLike | None = None, *, device: str | to
     cache → download); a registered name → that; anything else is a local path (passes through
     with its sha256 recorded). Raises WeightsError (missing/offline/wrong hash/no classifier).
     """
-    from ..weights import resolve
+    from ..assets.weights import resolve
 
     resolved = resolve(os.fspath(weights) if weights is not None else DEFAULT_INCEPTION,
                        offline=offline, progress=progress)

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from .. import settings, zoo
+from .. import settings
+from ..assets import zoo
 from ..data.registry import SOA_LISTS, EvalProtocol
 from ..errors import InputError, WeightsError
 from ..io.files import atomic_write

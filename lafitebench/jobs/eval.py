@@ -146,7 +146,7 @@ def _model_samples(model: str, samples: Any, generation: Any, stream: bool, conf
 
 def paper_row(model: str) -> dict[str, Any] | None:
     """The paper's numbers for a zoo model id (its manifest's first paper row), else None."""
-    from .. import zoo
+    from ..assets import zoo
 
     if model not in zoo.MODELS:
         return None

@@ -293,7 +293,7 @@ def run_generate(cfg: GenerateConfig) -> GenerateJob:
             all before the first image is generated.
     """
     from ..data.splits import get_split
-    from ..loading import load_model
+    from ..checkpoints.load import load_model
 
     started = time.perf_counter()
     check_config(cfg)
@@ -414,7 +414,7 @@ def prepare_stream(cfg: GenerateConfig, resolution: int) -> GeneratedSet:
     Raises InputError / WeightsError / CheckpointError before any image is generated.
     """
     from ..data.splits import get_split
-    from ..loading import load_model
+    from ..checkpoints.load import load_model
 
     check_config(dataclasses.replace(cfg, out=cfg.out or "-"))
     cfg = resolve_noise_mode(cfg)

@@ -83,7 +83,7 @@ def _check_data(cfg: TrainConfig, data: TrainingData) -> None:
 
 
 def _clip_block(data: TrainingData) -> dict[str, Any]:
-    from ..encoders.clip import CLIP_BACKBONES, clip_config
+    from ..assets.backbones import CLIP_BACKBONES, clip_config
 
     name = data.clip.get("model")
     if name and name in CLIP_BACKBONES:
@@ -128,7 +128,7 @@ def _networks(cfg: TrainConfig, data: TrainingData, device: torch.device):
 def _init_networks(cfg: TrainConfig, data: TrainingData, device: torch.device):
     import copy
 
-    from ..loading import load_model
+    from ..checkpoints.load import load_model
 
     model = load_model(cfg.init, device="cpu")
     G_ema = model.G_ema

@@ -10,7 +10,10 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from lafitebench.encoders.clip import UNKNOWN_CLIP, clip_config
+from lafitebench.assets import zoo
+from lafitebench.models.sampling import generate
+from lafitebench.runtime.rng import check_seed
+from lafitebench.assets.backbones import UNKNOWN_CLIP, clip_config
 from lafitebench.checkpoints import native
 from lafitebench.errors import CheckpointError, InputError, WeightsError
 from lafitebench.io.files import looks_like_path, sha256_file
@@ -110,9 +113,6 @@ class LoadedModel:
         Raises InputError for a bad seed, a mis-shaped condition or (``check_normalized``)
         features that are not L2-normalised.
         """
-        from .models.sampling import generate
-        from .runtime.rng import check_seed
-
         check_seed(seed)
         n = text_features.shape[0] if isinstance(text_features, torch.Tensor) else 0
         indices = list(range(n)) if indices is None else [int(i) for i in indices]
@@ -157,8 +157,6 @@ def load_model(
         return _load_file(path, device, clip_backbone=clip_backbone, variant=variant, networks=wanted)
 
     name = str(id_or_path)
-    from lafitebench import zoo
-
     if looks_like_path(name) and name not in zoo.MODELS:
         raise InputError(f"checkpoint file {path} does not exist")
     try:

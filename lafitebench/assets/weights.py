@@ -29,19 +29,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import http.client
 import hashlib
 import os
 import re
-import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Mapping
+from typing import Any, Mapping
 
 from lafitebench import settings
+from lafitebench.assets.download import Source, fetch_file
 from lafitebench.errors import WeightsError
 from lafitebench.registry import Registry
-from lafitebench.io.download import copy_stream, download_to_temp, open_url
 from lafitebench.io.files import looks_like_path, sha256_file
 
 __all__ = [
@@ -402,41 +400,20 @@ def _check_local(spec: WeightsSpec, path: Path, source: str, requested: str) -> 
         param=spec.param)
 
 
-def _open_url(url: str, timeout: float = 60.0) -> Any:
-    """Open ``url`` for streaming (the one place that touches the network; tests replace it)."""
-    return open_url(url, timeout)
-
-
 def _download(spec: WeightsSpec, target: Path, show_progress: bool) -> tuple[str, str | None, str]:
-    """Download ``spec`` to ``target`` atomically; return (sha256, verification, url).
+    """Download ``spec`` to ``target`` (:func:`~.download.fetch_file`: resumable, size and hash
+    checked, atomic); return (sha256, verification, url). Tries each URL in turn."""
+    def accept(digest: str) -> str | None:
+        how = spec.matches(digest)
+        return how or (None if spec.hash_known else "unverified")
 
-    Tries each URL in turn; a file with a wrong size or hash is deleted and refused.
-    """
-    failures: list[str] = []
-    for url in spec.urls:
-        def fill(out: BinaryIO, on_progress: Any, url: str = url) -> None:
-            with _open_url(url) as src:
-                copy_stream(src, out, on_progress)
-
-        try:
-            with download_to_temp(target, fill, label=f"download {spec.filename}", total=spec.size,
-                                  show_progress=show_progress) as tmp:
-                size = tmp.stat().st_size
-                if spec.size is not None and size != spec.size:
-                    failures.append(f"{url}: got {size} bytes, expected {spec.size} (deleted)")
-                    continue
-                digest = sha256_file(tmp)
-                how = spec.matches(digest)
-                if spec.hash_known and not how:
-                    failures.append(f"{url}: sha256 {digest} does not match {spec.expected_hash_text} (deleted)")
-                    continue
-                os.replace(tmp, target)
-                return digest, how, url
-        except (urllib.error.URLError, http.client.HTTPException, OSError, TimeoutError, ValueError) as e:
-            failures.append(f"{url}: {e}")
-    raise WeightsError(
-        f"could not download weights {spec.name!r}: " + "; ".join(failures) + ". " + _how_to_provide(spec),
-        param=spec.param)
+    try:
+        digest, how, src = fetch_file(target, [Source(u) for u in spec.urls], label=f"download {spec.filename}",
+                                      size=spec.size, accept=accept, show_progress=show_progress)
+    except WeightsError as e:
+        raise WeightsError(f"could not download weights {spec.name!r}: {e}. " + _how_to_provide(spec),
+                           param=spec.param) from None
+    return digest, (None if how == "unverified" else how), src.url
 
 
 def _named_like(path: Path) -> WeightsSpec | None:
