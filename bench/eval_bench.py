@@ -33,7 +33,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lafitebench.data.datasets import coco_mini, folder_set  # noqa: E402
+from lafitebench.data.sources.coco import coco_mini  # noqa: E402
+from lafitebench.data.sources.folder import folder_set  # noqa: E402
 from lafitebench.metrics.blur import BLUR_PRESETS, blur  # noqa: E402
 from lafitebench.metrics.engine import EvalConfig, evaluate  # noqa: E402
 from lafitebench.encoders.inception import (InceptionExtractor, save_random_inception_weights,  # noqa: E402

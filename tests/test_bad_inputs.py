@@ -309,14 +309,14 @@ def test_worker_error_has_no_remote_traceback(tmp_path, inception, monkeypatch):
     d.mkdir()
     for i in range(4):
         _png(d / f"{i}.png", seed=i)
-    real = images.load_image
+    real = images.load_image_with_mode
 
     def load(path, *a, **k):  # inherited by the forked worker
         if Path(path).name == "3.png":
             raise InputError(f"cannot decode image {path}: broken scan data")
         return real(path, *a, **k)
 
-    monkeypatch.setattr(images, "load_image", load)
+    monkeypatch.setattr(images, "load_image_with_mode", load)
     flat = _fails(["eval", "--samples", str(d), "--reference", str(d), "--resolution", "64", "--metrics", "fid",
                    "--inception-weights", str(inception), "--num-workers", "1", "--no-cache",
                    "--out", str(tmp_path / "o")],
@@ -342,7 +342,7 @@ def test_manifest_paths(tmp_path, inception, entry, culprit):
 
 
 def test_manifest_outside_paths_allowed_explicitly(tmp_path):
-    from lafitebench.data.datasets import sample_set
+    from lafitebench.data.sources.folder import sample_set
 
     d = tmp_path / "s"
     d.mkdir()

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lafitebench.cli import app
-from lafitebench.data.datasets import coco_mini
+from lafitebench.data.sources.coco import coco_mini
 
 runner = CliRunner()
 

@@ -346,7 +346,7 @@ def test_tensor_preprocessing_on_real_coco_images(shared_dir, tiny):
 
 def test_engine_runs_clip_score(tiny, tmp_path):
     """Through the evaluation engine: EvalConfig fields, check(), one table row with provenance."""
-    from lafitebench.data.datasets import sample_set
+    from lafitebench.data.sources.folder import sample_set
     from lafitebench.data.manifest import write_manifest
     from lafitebench.metrics.engine import EvalConfig, evaluate
 

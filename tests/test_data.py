@@ -12,7 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from lafitebench.data import datasets as ds
+from lafitebench.data.registry import get_dataset
+from lafitebench.data.sources.coco import COCO_MINI_DIR
+from lafitebench.data.sources.folder import sample_set
 from lafitebench.data.images import center_crop_resize, check_image, load_image
 from lafitebench.data.manifest import read_manifest, write_manifest
 from lafitebench.errors import InputError
@@ -131,7 +133,7 @@ def _folder(tmp_path: Path, n_good: int = 3, bad: tuple[str, ...] = ()) -> Path:
 
 def test_folder_set_mixed_sizes_sorted(tmp_path):
     d = _folder(tmp_path)
-    s = ds.get_dataset(d, resolution=8)
+    s = get_dataset(d, resolution=8)
     assert [p.path.relative_to(d).as_posix() for p in s.items] == ["img0.png", "img2.png", "sub/img1.png"]
     batches = list(s.loader(batch_size=2))
     assert all(isinstance(b, Batch) for b in batches)
@@ -142,7 +144,7 @@ def test_folder_set_mixed_sizes_sorted(tmp_path):
 
 def test_skip_bad_counting_and_errors(tmp_path):
     d = _folder(tmp_path, bad=("bad1.png", "zbad2.jpg"))
-    s = ds.get_dataset(d, resolution=8)
+    s = get_dataset(d, resolution=8)
     assert len(s) == 5
     with pytest.raises(InputError, match="bad1.png"):
         list(s.loader(batch_size=2))
@@ -156,7 +158,7 @@ def test_skip_bad_counting_and_errors(tmp_path):
 
 def test_skip_bad_with_worker_process(tmp_path):
     d = _folder(tmp_path, bad=("bad1.png",))
-    s = ds.get_dataset(d, resolution=8)
+    s = get_dataset(d, resolution=8)
     n = sum(b.images.shape[0] for b in s.loader(batch_size=4, num_workers=1, skip_bad=True))
     assert n == 3 and [Path(f).name for f in s.skipped] == ["bad1.png"]
     with pytest.raises(InputError, match="bad1.png"):
@@ -165,20 +167,20 @@ def test_skip_bad_with_worker_process(tmp_path):
 
 def test_fingerprint_stable_and_sensitive(tmp_path):
     d = _folder(tmp_path)
-    f1 = ds.get_dataset(d, resolution=8).fingerprint()
-    assert f1 == ds.get_dataset(d, resolution=8).fingerprint()
+    f1 = get_dataset(d, resolution=8).fingerprint()
+    assert f1 == get_dataset(d, resolution=8).fingerprint()
     moved = shutil.copytree(d, tmp_path / "elsewhere")
-    assert ds.get_dataset(moved, resolution=8).fingerprint() == f1  # relative names only
-    assert ds.get_dataset(d, resolution=16).fingerprint() != f1
-    assert ds.get_dataset(d, resolution=8, crop="center").fingerprint() != f1
+    assert get_dataset(moved, resolution=8).fingerprint() == f1  # relative names only
+    assert get_dataset(d, resolution=16).fingerprint() != f1
+    assert get_dataset(d, resolution=8, crop="center").fingerprint() != f1
     _rgb(d / "img0.png", 8, 8, seed=99)
-    assert ds.get_dataset(d, resolution=8).fingerprint() != f1
+    assert get_dataset(d, resolution=8).fingerprint() != f1
     (moved / "img0.png").rename(moved / "img0b.png")
-    assert ds.get_dataset(moved, resolution=8).fingerprint() != f1
+    assert get_dataset(moved, resolution=8).fingerprint() != f1
 
 
 def test_subset_and_halves(tmp_path):
-    s = ds.get_dataset(_folder(tmp_path), resolution=8)
+    s = get_dataset(_folder(tmp_path), resolution=8)
     a, b = s.split_halves()
     assert (len(a), len(b)) == (2, 1) and a.name.endswith(":a") and b.name.endswith(":b")
     assert a.fingerprint() != s.fingerprint()
@@ -188,19 +190,19 @@ def test_subset_and_halves(tmp_path):
 def test_folder_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images"):
-        ds.get_dataset(tmp_path / "empty")
+        get_dataset(tmp_path / "empty")
     (tmp_path / "textonly").mkdir()
     (tmp_path / "textonly" / "a.txt").write_text("x")
     with pytest.raises(InputError, match="no images"):
-        ds.sample_set(tmp_path / "textonly")
+        sample_set(tmp_path / "textonly")
     with pytest.raises(InputError, match="Did you mean 'coco-mini'"):
-        ds.get_dataset("coco-mni")
+        get_dataset("coco-mni")
     with pytest.raises(InputError, match="data_root"):
-        ds.get_dataset("coco")
+        get_dataset("coco")
     with pytest.raises(InputError, match="does not apply"):
-        ds.get_dataset("coco-mini", data_root=tmp_path)
+        get_dataset("coco-mini", data_root=tmp_path)
     with pytest.raises(InputError, match="does not exist"):
-        ds.sample_set(tmp_path / "missing")
+        sample_set(tmp_path / "missing")
 
 
 # --- manifests ---------------------------------------------------------------------------------
@@ -214,7 +216,7 @@ def test_manifest_jsonl_and_sample_set(tmp_path):
              "seed": i} for i in range(3)]
     write_manifest(d / "manifest.jsonl", rows)
     assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == []  # no temp file left
-    s = ds.sample_set(d, resolution=8)
+    s = sample_set(d, resolution=8)
     assert s.kind == "samples" and s.info["manifest"].endswith("manifest.jsonl")
     assert [it.caption for it in s.items] == ["a cat number 0", "a cat number 1", "a cat number 2"]
     assert [it.soa_class for it in s.items] == [None, "label_15_cat", "label_15_cat"]
@@ -233,7 +235,7 @@ def test_manifest_csv_roundtrip(tmp_path):
     assert got[0].caption == 'commas, "quotes" and ünïcode' and got[0].soa_class == "cat"
     assert got[0].extra == {"seed": "7"} and got[1].caption is None and got[1].soa_class is None
     assert got[1].path == tmp_path / "b.png" and got[1].line == 3
-    s = ds.get_dataset(tmp_path / "m.csv", resolution=8)  # a manifest file names a set
+    s = get_dataset(tmp_path / "m.csv", resolution=8)  # a manifest file names a set
     assert len(s) == 2
 
 
@@ -270,38 +272,38 @@ def test_manifest_errors_name_file_and_line(tmp_path):
     write_manifest(d / "manifest.jsonl", [{"file": "a.png"}])
     write_manifest(d / "manifest.csv", [{"file": "a.png"}])
     with pytest.raises(InputError, match="keep one"):
-        ds.sample_set(d)
+        sample_set(d)
 
 
 def test_txt_captions_file(tmp_path):
     for i in range(2):
         _rgb(tmp_path / f"{i}.png", seed=i)
     (tmp_path / "caps.txt").write_text("first\nsecond\n")
-    s = ds.sample_set(tmp_path, captions_file=tmp_path / "caps.txt", resolution=8)
+    s = sample_set(tmp_path, captions_file=tmp_path / "caps.txt", resolution=8)
     assert [it.caption for it in s.items] == ["first", "second"]
     (tmp_path / "caps.txt").write_text("only one\n")
     with pytest.raises(InputError, match="1 lines but"):
-        ds.sample_set(tmp_path, captions_file=tmp_path / "caps.txt")
+        sample_set(tmp_path, captions_file=tmp_path / "caps.txt")
 
 
 # --- bundled coco-mini ----------------------------------------------------------------------------
 
 def test_coco_mini_bundled():
-    s = ds.get_dataset("coco-mini")
+    s = get_dataset("coco-mini")
     assert len(s) == 100 and s.kind == "coco-mini" and s.resolution == 256
     assert all(len(it.captions) == 5 and it.caption == it.captions[0] for it in s.items)
     ids = [it.meta["image_id"] for it in s.items]
     assert ids == sorted(ids)
-    meta = json.loads((ds.COCO_MINI_DIR / "captions.json").read_text())
+    meta = json.loads((COCO_MINI_DIR / "captions.json").read_text())
     for rec in meta["images"]:
-        assert hashlib.sha256((ds.COCO_MINI_DIR / rec["file"]).read_bytes()).hexdigest() == rec["sha256"]
+        assert hashlib.sha256((COCO_MINI_DIR / rec["file"]).read_bytes()).hexdigest() == rec["sha256"]
         assert "NoDerivs" not in rec["license"]["name"] and rec["license"]["url"].startswith("http")
-    a, b = ds.get_dataset("coco-mini:a"), ds.get_dataset("coco-mini:b")
+    a, b = get_dataset("coco-mini:a"), get_dataset("coco-mini:b")
     assert (len(a), len(b)) == (50, 50) and a.name == "coco-mini:a"
     assert {it.path for it in a.items}.isdisjoint({it.path for it in b.items})
     batch = next(a.loader(batch_size=4))
     assert batch.images.shape == (4, 3, 256, 256) and batch.captions[0] == s.items[0].caption
-    assert next(ds.get_dataset("coco-mini", resolution=64).loader(2)).images.shape == (2, 3, 64, 64)
+    assert next(get_dataset("coco-mini", resolution=64).loader(2)).images.shape == (2, 3, 64, 64)
 
 
 # --- real COCO folder -----------------------------------------------------------------------------
@@ -309,12 +311,12 @@ def test_coco_mini_bundled():
 @pytest.mark.real_assets
 def test_real_coco_folder(shared_dir):
     root = shared_dir / "assets" / "coco" / "coco_mini"
-    s = ds.get_dataset("coco", data_root=root)
+    s = get_dataset("coco", data_root=root)
     assert len(s) == 159 and s.crop == "center"
     assert s.info["n_uncaptioned"] == 80  # the subset caption file covers 79 val images
-    full = ds.get_dataset("coco", data_root=root, captions_file=shared_dir / "assets/coco/captions_val2017.json")
+    full = get_dataset("coco", data_root=root, captions_file=shared_dir / "assets/coco/captions_val2017.json")
     assert full.info["n_uncaptioned"] == 0 and all(len(it.captions) >= 5 for it in full.items)
-    same = ds.get_dataset("coco", data_root=root / "val2017",
+    same = get_dataset("coco", data_root=root / "val2017",
                           captions_file=shared_dir / "assets/coco/captions_val2017.json")
     assert [it.path for it in same.items] == [it.path for it in full.items]
     few = full.subset(range(3))
@@ -324,13 +326,13 @@ def test_real_coco_folder(shared_dir):
     ref = center_crop_resize(Image.open(first).convert("RGB"), 256)
     assert torch.equal(b.images[0], torch.from_numpy(np.array(ref)).permute(2, 0, 1))
     # the bundled JPEG of the same image is close to the on-the-fly crop (q90 re-encode)
-    mini = ds.get_dataset("coco-mini")
+    mini = get_dataset("coco-mini")
     m0 = next(mini.subset([0]).loader(1)).images[0]
     assert mini.items[0].path.name == first.name
     assert (m0.float() - b.images[0].float()).abs().mean() < 3.0
-    train = ds.get_dataset("coco", data_root=root, split="train2017")
+    train = get_dataset("coco", data_root=root, split="train2017")
     assert len(train) == 80 and train.info["n_uncaptioned"] == 0
     with pytest.raises(InputError, match="captions_file"):
-        ds.get_dataset("coco", data_root=root, captions_file=root / "annotations" / "missing.json")
+        get_dataset("coco", data_root=root, captions_file=root / "annotations" / "missing.json")
     with pytest.raises(InputError, match="unknown COCO split"):
-        ds.get_dataset("coco", data_root=root, split="test2017")
+        get_dataset("coco", data_root=root, split="test2017")

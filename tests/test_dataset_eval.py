@@ -196,14 +196,14 @@ def test_samples_inside_the_reference_are_warned_about(tiny_inception, shared_di
     a folder of copied reference files: the same bytes; the two coco-mini halves: disjoint."""
     import shutil
 
-    from lafitebench.data.datasets import coco_mini
+    from lafitebench.data.sources.coco import coco_mini
 
     coco = ["--reference", "coco", "--data-root", str(shared_dir / "assets/coco/coco_mini"), "--reference-split",
             "val2017"]
     r = runner.invoke(app, ["eval", "--samples", "coco-mini:a", *coco, "--metrics", "fid", "--out", str(tmp_path / "1"),
                             "--json"])
     assert r.exit_code == 0, r.output
-    from lafitebench.data.datasets import get_dataset
+    from lafitebench.data.registry import get_dataset
 
     ids = {it.meta.get("image_id") for it in get_dataset("coco", shared_dir / "assets/coco/coco_mini", split="val2017").items}
     expected = sum(it.meta["image_id"] in ids for it in get_dataset("coco-mini:a").items)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from lafitebench.data.datasets import coco_mini
+from lafitebench.data.sources.coco import coco_mini
 from lafitebench.data.manifest import write_manifest
 
 DRIVER = Path(__file__).parent / "helpers" / "dist_eval.py"

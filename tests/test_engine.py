@@ -11,7 +11,8 @@ import torch
 import torchvision
 from PIL import Image
 
-from lafitebench.data.datasets import coco_mini, folder_set
+from lafitebench.data.sources.coco import coco_mini
+from lafitebench.data.sources.folder import folder_set
 from lafitebench.errors import InputError, WeightsError
 from lafitebench.metrics import engine as eng
 from lafitebench.metrics.cache import STATS_VERSION, RefStatsCache, refstats_key

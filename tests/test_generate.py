@@ -105,7 +105,7 @@ def test_batch_size_does_not_change_the_files(env, tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "b7" / "manifest.jsonl").read_text().splitlines()]
     assert [r["file"] for r in rows] == sorted(a) and rows[2]["caption"] == CAPTIONS[2]
     assert rows[0]["split_hash"] and rows[0]["checkpoint_sha256"] and rows[0]["seed"] == 0
-    from lafitebench.data.datasets import sample_set
+    from lafitebench.data.sources.folder import sample_set
 
     s = sample_set(tmp_path / "b7", resolution=64)  # eval reads the manifest as it is
     assert [it.caption for it in s.items] == CAPTIONS[:7]
@@ -229,7 +229,7 @@ def test_eval_model_stream_equals_the_written_folder(env, tmp_path):
     """``eval --model --stream`` (no files) gives the numbers of evaluating the written PNGs."""
     from lafitebench.encoders.inception import save_random_inception_weights
 
-    from lafitebench.data.datasets import coco_mini
+    from lafitebench.data.sources.coco import coco_mini
 
     inception = save_random_inception_weights(tmp_path / "inception.pth")
     ref = tmp_path / "ref"

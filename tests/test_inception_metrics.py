@@ -15,7 +15,7 @@ import torch
 import torchvision
 from PIL import Image, ImageFilter
 
-from lafitebench.data.datasets import coco_mini
+from lafitebench.data.sources.coco import coco_mini
 from lafitebench.errors import InputError, WeightsError
 from lafitebench.metrics import blur as blur_mod
 from lafitebench.metrics.blur import BLUR_PRESETS, blur, lafite_sigma, pil_blur

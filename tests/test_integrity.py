@@ -113,7 +113,7 @@ def _sets(tmp_path):
     from PIL import Image
     import numpy as np
 
-    from lafitebench.data.datasets import folder_set
+    from lafitebench.data.sources.folder import folder_set
 
     out = []
     for name, seed in (("a", 0), ("b", 1)):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lafitebench.data.datasets import get_dataset
+from lafitebench.data.registry import get_dataset
 from lafitebench.data.splits import get_split
 from lafitebench.errors import InputError
 
@@ -97,6 +97,29 @@ def test_captioned_folder(tmp_path):
     _img(tmp_path / "f" / "y.png", 1)
     with pytest.raises(InputError, match="without a .txt.*y.png"):
         get_dataset("captioned-folder", data_root=tmp_path / "f")
+
+
+def test_sources_refuse_options_they_do_not_read(tmp_path):
+    """A source given an option it does not use says so (it used to be ignored silently), also
+    through the CLI, naming the flag."""
+    from typer.testing import CliRunner
+
+    from lafitebench.cli import app
+
+    root = _split_folder(tmp_path / "cub", "images", "text", ["a", "b"], pickled=False)
+    (tmp_path / "c.txt").write_text("x\n")
+    with pytest.raises(InputError, match="captions_file does not apply"):
+        get_dataset("cub", data_root=root, split="test", captions_file=tmp_path / "c.txt")
+    tsv = tmp_path / "cc3m.tsv"
+    _img(tmp_path / "i.jpg")
+    tsv.write_text("a photo\ti.jpg\n")
+    with pytest.raises(InputError, match="data_root does not apply"):
+        get_dataset("cc3m", data_root=root, captions_file=tsv)
+    with pytest.raises(InputError, match="split does not apply"):
+        get_dataset("captioned-folder", data_root=root, split="test")
+    r = CliRunner().invoke(app, ["eval", "--reference", "cc3m", "--reference-captions", str(tsv), "--data-root",
+                                 str(root), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--data-root does not apply" in " ".join(r.output.split()), r.output
 
 
 def test_unknown_data_set_names_suggest():

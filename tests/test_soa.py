@@ -383,7 +383,7 @@ def test_engine_runs_soa(tiny_yolo, tmp_path):
     """Through the evaluation engine: two table rows (SOA-C, SOA-I) and the per-class table."""
     from PIL import Image
 
-    from lafitebench.data.datasets import sample_set
+    from lafitebench.data.sources.folder import sample_set
     from lafitebench.data.manifest import write_manifest
     from lafitebench.metrics.engine import EvalConfig, evaluate
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from helpers.tiny_clip import CLIP_NAME, tiny_clip
 from lafitebench.cli import app
-from lafitebench.data.readers import read_official_zip
+from lafitebench.data.sources.official_zip import read_official_zip
 from lafitebench.data.splits import get_split
 from lafitebench.data.store import (FeatureStore, PrepareConfig, check_clip_match, export_official,
                                     official_clip_view, prepare_store, split_long_caption)

@@ -1,56 +1,27 @@
-"""Image sets (reference data and generated samples) and the dataset registry.
+"""Image sets: an ordered list of images (:class:`Item`) decoded to uint8 batches, with a content
+fingerprint, shards for torchrun and bad-image handling (:class:`ImageSet`).
 
-Names in :data:`DATASETS`:
-
-- ``coco-mini``: 100 COCO val2017 images bundled with the package (256², centre crop +
-  Lanczos, JPEG q90) with their 5 captions; ``coco-mini:a`` / ``coco-mini:b`` are its first and
-  second 50 images (e.g. to evaluate one half against the other).
-- ``coco``: a COCO 2017 folder given as ``data_root`` (``<root>/val2017/*.jpg`` and
-  ``<root>/annotations/captions_val2017.json``, or ``data_root`` = the image folder itself);
-  ``split`` ``val2017`` (default) or ``train2017``; ``captions_file`` overrides the caption
-  JSON. Images are centre-cropped and Lanczos-resized to ``resolution`` on the fly.
-
-Anything else that is a folder is a folder set: its images, recursively, sorted by relative
-path (hidden files and folders skipped), or the files of its ``manifest.jsonl`` /
-``manifest.csv`` in manifest order.
+Where the items come from is a source's business (:mod:`lafitebench.data.sources`); sets are
+looked up by name in :mod:`lafitebench.data.registry`.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from lafitebench.data import images as _img
-from lafitebench.data.manifest import MANIFEST_NAMES, read_manifest
-from lafitebench.io.files import read_text
-from lafitebench.errors import InputError
-from lafitebench.data.batch import Batch
-from lafitebench.registry import Registry
+from ..errors import InputError
+from . import images as _img
+from .batch import Batch
 
-__all__ = [
-    "Item",
-    "ImageSet",
-    "DATASETS",
-    "get_dataset",
-    "sample_set",
-    "folder_set",
-    "coco_set",
-    "coco_mini",
-    "list_images",
-    "COCO_MINI_DIR",
-    "COCO_SPLITS",
-]
+__all__ = ["Item", "ImageSet", "list_images", "worker_message", "FINGERPRINT_VERSION"]
 
-COCO_MINI_DIR = Path(__file__).resolve().parent / "coco_mini"
-COCO_SPLITS = ("val2017", "train2017", "val2014", "train2014")
 FINGERPRINT_VERSION = "lafitebench-imageset-v1"
 _MAX_NAMED = 10
 
@@ -76,25 +47,6 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
             if not f.startswith(".") and Path(f).suffix.lower() in _img.IMAGE_EXTENSIONS:
                 found.append(Path(dirpath) / f)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
-
-
-class _DecodeDataset(Dataset):
-    def __init__(self, paths: Sequence[Path], resolution: int, crop: str, skip_bad: bool) -> None:
-        self.paths = list(paths)
-        self.resolution = resolution
-        self.crop = crop
-        self.skip_bad = skip_bad
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:  # i: index in the set
-        try:
-            return i, _img.load_image(self.paths[i], self.resolution, crop=self.crop), None
-        except InputError as e:
-            if not self.skip_bad:
-                raise
-            return i, None, str(e)
 
 
 def worker_message(text: str) -> str:
@@ -275,7 +227,7 @@ class ImageSet:
         batches = [list(range(s, min(s + batch_size, len(self.items)))) for s in range(0, len(self.items), batch_size)]
         if shard:
             batches = distributed.shard_batches(batches)
-        ds = _DecodeDataset([it.path for it in self.items], self.resolution, self.crop, skip_bad)
+        ds = _img.DecodeDataset([it.path for it in self.items], self.resolution, self.crop, skip_bad)
         dl = DataLoader(ds, batch_sampler=batches, num_workers=num_workers, collate_fn=_collate)
         for out in _without_worker_tracebacks(dl):
             for i, msg in out["bad"]:
@@ -324,252 +276,3 @@ class ImageSet:
         if fingerprint:
             d["fingerprint"] = self.fingerprint()
         return d
-
-
-# --- constructors -----------------------------------------------------------------------------
-
-def _items_from_manifest(manifest: Path, base_dir: Path, allow_outside: bool = False) -> list[Item]:
-    return [
-        Item(path=r.path, caption=r.caption, soa_class=r.soa_class, captions=list(r.captions), meta=dict(r.extra))
-        for r in read_manifest(manifest, base_dir=base_dir, allow_outside=allow_outside)
-    ]
-
-
-def _find_manifest(folder: Path) -> Path | None:
-    found = [folder / n for n in MANIFEST_NAMES if (folder / n).is_file()]
-    if len(found) > 1:
-        raise InputError(f"folder {folder} has both {found[0].name} and {found[1].name}; keep one")
-    return found[0] if found else None
-
-
-def _txt_captions(folder: Path, files: list[Path], captions_file: Path) -> list[Item]:
-    lines = read_text(captions_file, "captions file").splitlines()
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if len(lines) != len(files):
-        raise InputError(
-            f"captions file {captions_file} has {len(lines)} lines but {folder} has {len(files)} images; "
-            "a .txt captions file needs one caption per image, in sorted file order"
-        )
-    return [Item(path=f, caption=c.strip() or None, captions=[c.strip()] if c.strip() else []) for f, c in zip(files, lines)]
-
-
-def _folder_items(folder: Path, captions_file: str | os.PathLike | None,
-                  allow_outside: bool = False) -> tuple[list[Item], dict[str, Any]]:
-    if not folder.exists():
-        raise InputError(f"folder {folder} does not exist")
-    if not folder.is_dir():
-        raise InputError(f"{folder} is not a folder")
-    if captions_file is not None:
-        cf = Path(captions_file)
-        if not cf.is_file():
-            raise InputError(f"captions file {cf} does not exist")
-        if cf.suffix.lower() in (".jsonl", ".csv"):
-            return _items_from_manifest(cf, folder, allow_outside), {"manifest": str(cf)}
-        if cf.suffix.lower() == ".txt":
-            files = list_images(folder)
-            if not files:
-                raise InputError(f"folder {folder} contains no images ({', '.join(sorted(_img.IMAGE_EXTENSIONS))})")
-            return _txt_captions(folder, files, cf), {"captions_file": str(cf)}
-        raise InputError(f"captions file {cf}: unknown format; use a .jsonl/.csv manifest or a .txt (one caption per line)")
-    manifest = _find_manifest(folder)
-    if manifest is not None:
-        return _items_from_manifest(manifest, folder, allow_outside), {"manifest": str(manifest)}
-    files = list_images(folder)
-    if not files:
-        raise InputError(
-            f"folder {folder} contains no images (looked recursively for {', '.join(sorted(_img.IMAGE_EXTENSIONS))})"
-        )
-    return [Item(path=f) for f in files], {}
-
-
-def folder_set(folder: str | os.PathLike, *, resolution: int = 256, crop: str = "none",
-               captions_file: str | os.PathLike | None = None, kind: str = "folder",
-               allow_outside_paths: bool = False) -> ImageSet:
-    """A folder of images (recursive, sorted) or the files of its manifest (which may list files
-    outside the folder only with ``allow_outside_paths``).
-
-    Raises:
-        InputError: missing folder, no images, bad manifest, missing listed files.
-    """
-    folder = Path(folder).expanduser()
-    items, info = _folder_items(folder, captions_file, allow_outside_paths)
-    return ImageSet(items, str(folder), resolution, kind, crop, folder, info)
-
-
-def sample_set(dir: str | os.PathLike, captions_file: str | os.PathLike | None = None,
-               resolution: int = 256, allow_outside_paths: bool = False) -> ImageSet:
-    """Generated samples: ``dir``'s ``manifest.jsonl`` / ``manifest.csv`` if present (or
-    ``captions_file``: a manifest, or a .txt with one caption per sorted image), else all images.
-
-    Images are decoded with ``crop="none"`` (BICUBIC resize only when the size differs).
-
-    Raises:
-        InputError: missing folder, no images, bad manifest, caption count mismatch.
-    """
-    return folder_set(dir, resolution=resolution, crop="none", captions_file=captions_file, kind="samples",
-                      allow_outside_paths=allow_outside_paths)
-
-
-def coco_set(data_root: str | os.PathLike | None, *, split: str | None = None, resolution: int = 256,
-             captions_file: str | os.PathLike | None = None, crop: str = "center") -> ImageSet:
-    """COCO 2017 images on disk with captions from the official caption JSON.
-
-    Every image in the split folder is used (sorted by file name); its captions are all of its
-    annotations in annotation-id order, ``caption`` the first. Images the caption file does not
-    cover have no caption (counted in provenance as ``n_uncaptioned``).
-
-    Raises:
-        InputError: no ``data_root`` (use --data-root), unknown split, missing folders or caption
-            file (use --captions), a caption file that covers none of the images.
-    """
-    if data_root is None:
-        raise InputError(
-            "dataset 'coco' needs the COCO folder: pass data_root, a folder "
-            "with val2017/ and annotations/captions_val2017.json"
-        )
-    split = split or "val2017"
-    if split not in COCO_SPLITS:
-        raise InputError(f"unknown COCO split {split!r}; use one of {', '.join(COCO_SPLITS)}")
-    root = Path(data_root).expanduser()
-    if (root / split).is_dir():
-        img_dir, ann_root = root / split, root
-    elif root.is_dir() and root.name == split:
-        img_dir, ann_root = root, root.parent
-    else:
-        raise InputError(f"COCO data root {root} has no {split}/ image folder (data_root)", param="data_root")
-    cap = Path(captions_file).expanduser() if captions_file else ann_root / "annotations" / f"captions_{split}.json"
-    if not cap.is_file():
-        raise InputError(f"COCO captions file {cap} not found: pass captions_file=path/to/captions_{split}.json", param="captions_file")
-    try:
-        ann = json.loads(read_text(cap, "COCO captions file"))
-        by_name = {im["file_name"]: im for im in ann["images"]}
-        caps: dict[int, list[tuple[int, str]]] = {}
-        for a in ann["annotations"]:
-            caps.setdefault(a["image_id"], []).append((a["id"], a["caption"].strip()))
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, RecursionError) as e:
-        raise InputError(f"COCO captions file {cap} is not in the official format: {type(e).__name__}: {e}") from None
-    files = sorted(p for p in img_dir.iterdir() if p.is_file() and p.suffix.lower() in _img.IMAGE_EXTENSIONS)
-    if not files:
-        raise InputError(f"COCO image folder {img_dir} contains no images")
-    items = []
-    for f in files:
-        im = by_name.get(f.name)
-        c = [t for _, t in sorted(caps.get(im["id"], []))] if im else []
-        meta = {"image_id": im["id"]} if im else {}
-        items.append(Item(path=f, caption=c[0] if c else None, captions=c, meta=meta))
-    n_unc = sum(not it.captions for it in items)
-    if n_unc == len(items):
-        raise InputError(f"COCO captions file {cap} covers none of the {len(items)} images in {img_dir} (wrong split?)")
-    info = {"captions_file": str(cap), "split": split, "n_uncaptioned": n_unc}
-    return ImageSet(items, f"coco:{split}", resolution, "coco", crop, img_dir, info)
-
-
-def coco_mini(resolution: int = 256, half: str | None = None) -> ImageSet:
-    """The bundled 100-image COCO val2017 subset (see ``coco_mini/README.md``); ``half`` "a"/"b"
-    gives the first/second 50 images.
-
-    Raises:
-        InputError: the bundled files are missing (broken install).
-    """
-    meta_file = COCO_MINI_DIR / "captions.json"
-    if not meta_file.is_file():
-        raise InputError(f"bundled coco-mini metadata {meta_file} is missing: reinstall lafitebench")
-    meta = json.loads(read_text(meta_file, "bundled coco-mini metadata"))
-    items = []
-    for rec in meta["images"]:
-        p = COCO_MINI_DIR / rec["file"]
-        if not p.is_file():
-            raise InputError(f"bundled coco-mini image {p} is missing: reinstall lafitebench")
-        items.append(Item(path=p, caption=rec["captions"][0], captions=list(rec["captions"]),
-                          meta={"image_id": rec["image_id"]}))
-    info = {
-        "source": meta["info"]["source"],
-        "preprocessing": meta["info"]["preprocessing"],
-        "bundled_resolution": meta["info"]["resolution"],
-    }
-    s = ImageSet(items, "coco-mini", resolution, "coco-mini", "none", COCO_MINI_DIR, info)
-    if half is None:
-        return s
-    a, b = s.split_halves()
-    return {"a": a, "b": b}[half]
-
-
-# --- registry -----------------------------------------------------------------------------------
-
-DatasetFactory = Callable[..., ImageSet]
-DATASETS: Registry[DatasetFactory] = Registry("dataset")
-
-
-def _no_options(name: str, data_root, split, captions_file) -> None:
-    for opt, val in (("data_root", data_root), ("captions_file", captions_file)):
-        if val is not None:
-            raise InputError(f"dataset {name!r} is bundled with the package; {opt} does not apply to it")
-    if split not in (None, "val2017"):
-        raise InputError(f"dataset {name!r} is a subset of val2017; split {split!r} does not apply")
-
-
-def _mini_factory(half: str | None, name: str) -> DatasetFactory:
-    def make(data_root=None, resolution=256, split=None, captions_file=None, crop=None) -> ImageSet:
-        _no_options(name, data_root, split, captions_file)
-        if crop not in (None, "none"):
-            raise InputError(f"dataset {name!r} is already centre-cropped to 256²; crop {crop!r} does not apply")
-        return coco_mini(resolution, half)
-    make.__doc__ = f"Bundled {name}."
-    return make
-
-
-DATASETS.register("coco-mini", _mini_factory(None, "coco-mini"))
-DATASETS.register("coco-mini:a", _mini_factory("a", "coco-mini:a"))
-DATASETS.register("coco-mini:b", _mini_factory("b", "coco-mini:b"))
-
-
-def _register_readers() -> None:
-    from . import readers
-
-    readers.register(DATASETS)
-
-
-_register_readers()
-
-
-@DATASETS.register("coco")
-def _coco_factory(data_root=None, resolution=256, split=None, captions_file=None, crop=None) -> ImageSet:
-    return coco_set(data_root, split=split, resolution=resolution, captions_file=captions_file, crop=crop or "center")
-
-
-def get_dataset(name_or_dir: str | os.PathLike, data_root: str | os.PathLike | None = None, resolution: int = 256,
-                split: str | None = None, *, captions_file: str | os.PathLike | None = None,
-                crop: str | None = None, allow_outside_paths: bool = False) -> ImageSet:
-    """A registered dataset (``coco-mini``, ``coco-mini:a``/``:b``, ``coco``), a folder, or a
-    manifest file (``.jsonl``/``.csv``; its folder is the set's root).
-
-    ``crop`` defaults to the dataset's own (``center`` for ``coco``, ``none`` for folders).
-
-    Raises:
-        InputError: unknown name (with a did-you-mean), ``coco`` without ``data_root``, empty
-            folder, bad manifest, unknown option for a bundled set.
-    """
-    s = os.fspath(name_or_dir)
-    if not isinstance(name_or_dir, os.PathLike) and s in DATASETS:
-        return DATASETS.get(s)(data_root=data_root, resolution=resolution, split=split,
-                               captions_file=captions_file, crop=crop)
-    p = Path(s).expanduser()
-    if p.is_dir():
-        if split is not None or data_root is not None:
-            raise InputError(f"{p} is a folder set; data_root / split do not apply to it", param="data_root")
-        return folder_set(p, resolution=resolution, crop=crop or "none", captions_file=captions_file,
-                          allow_outside_paths=allow_outside_paths)
-    if p.is_file() and p.suffix.lower() in (".jsonl", ".csv"):
-        if captions_file is not None:
-            raise InputError(f"{p} is itself a manifest; do not also pass captions_file", param="captions_file")
-        return folder_set(p.parent, resolution=resolution, crop=crop or "none", captions_file=p,
-                          allow_outside_paths=allow_outside_paths)
-    if p.exists():
-        raise InputError(f"{p} is a file, not a folder of images, a manifest or a dataset name")
-    close = difflib.get_close_matches(s.lower(), DATASETS.names(), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise InputError(
-        f"unknown dataset {s!r}.{hint} Known: {', '.join(DATASETS.names())}; or give a folder of images "
-        f"or a manifest (no file or folder {p} exists)"
-    )

@@ -29,7 +29,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -208,6 +208,37 @@ def load_image(path: str | Path, resolution: int | None = None, *, crop: str = "
     elif crop == "center":
         raise InputError("crop='center' needs a resolution")
     return pil_to_tensor(img)
+
+
+def load_image_with_mode(path: str | Path, resolution: int, crop: str) -> tuple[torch.Tensor, str]:
+    """:func:`load_image` at ``resolution`` plus the file's original Pillow mode."""
+    if crop not in CROP_MODES:
+        raise InputError(f"unknown crop mode {crop!r}; use one of {', '.join(CROP_MODES)}")
+    img, mode = open_rgb_with_mode(path)
+    img = center_crop_resize(img, resolution) if crop == "center" else resize_to(img, resolution)
+    return pil_to_tensor(img), mode
+
+
+class DecodeDataset(torch.utils.data.Dataset):
+    """The one decoding dataset (evaluation sets and feature stores): item ``i`` → ``(i, uint8
+    [3, R, R], the file's Pillow mode)``, or with ``skip_bad`` ``(i, None, the reason)`` for an
+    image that does not decode (without ``skip_bad`` the InputError naming the file is raised)."""
+
+    def __init__(self, paths: Sequence[str | Path], resolution: int, crop: str, skip_bad: bool) -> None:
+        if crop not in CROP_MODES:
+            raise InputError(f"unknown crop mode {crop!r}; use one of {', '.join(CROP_MODES)}")
+        self.paths, self.resolution, self.crop, self.skip_bad = list(paths), resolution, crop, skip_bad
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
+        try:
+            return (i, *load_image_with_mode(self.paths[i], self.resolution, self.crop))
+        except InputError as e:
+            if not self.skip_bad:
+                raise
+            return i, None, str(e)
 
 
 def check_image(path: str | Path) -> str | None:

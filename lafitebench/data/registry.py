@@ -1,20 +1,76 @@
-"""Evaluation protocols by data set: what ``lafitebench eval --dataset NAME`` runs.
+"""The data sets by name, and their evaluation protocols.
 
-A protocol holds the facts of one data set's standard evaluation as the LAFITE paper ran it
-(reference images and their split, caption split, number of samples, resolution, the metrics
-protocol) and where its files are found (an option and an environment variable). The data set
-readers themselves are in :mod:`lafitebench.data.datasets` / :mod:`lafitebench.data.readers`;
-the caption splits in :mod:`lafitebench.data.splits`.
+:data:`DATASETS` maps a name (``coco``, ``cub`` ...) to the ``dataset`` factory of its source
+module in :mod:`lafitebench.data.sources` (imported when first used); :func:`get_dataset` also
+takes a folder or a manifest. :data:`PROTOCOLS` holds each data set's standard evaluation as the
+LAFITE paper ran it (reference images and their split, caption split, number of samples,
+resolution, the metrics protocol) and where its files are found (an option and an environment
+variable): what ``lafitebench eval --dataset NAME`` runs. The caption splits are in
+:mod:`lafitebench.data.splits`.
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import InputError
 from ..registry import Registry
+from .datasets import ImageSet
+from .sources.folder import folder_set
+
+DatasetFactory = Callable[..., ImageSet]
+DATASETS: Registry[DatasetFactory] = Registry("dataset")
+_SOURCES = "lafitebench.data.sources"
+for _name, _entry, _aliases in (
+    ("coco", "coco:dataset", ()), ("coco-mini", "coco:mini", ()), ("coco-mini:a", "coco:mini_a", ()),
+    ("coco-mini:b", "coco:mini_b", ()), ("cub", "cub:dataset", ("cub-200", "cub200")),
+    ("mm-celeba-hq", "mm_celeba:dataset", ("celeba-hq", "mmceleba")), ("ln-coco", "ln_coco:dataset", ()),
+    ("cc3m", "cc3m:dataset", ()), ("official-zip", "official_zip:dataset", ()),
+    ("captioned-folder", "captioned_folder:dataset", ()),
+):
+    DATASETS.register(_name, f"{_SOURCES}.{_entry}", aliases=_aliases)
+
+
+def get_dataset(name_or_dir: str | os.PathLike, data_root: str | os.PathLike | None = None, resolution: int = 256,
+                split: str | None = None, *, captions_file: str | os.PathLike | None = None,
+                crop: str | None = None, allow_outside_paths: bool = False) -> ImageSet:
+    """A registered dataset (``coco-mini``, ``coco-mini:a``/``:b``, ``coco``), a folder, or a
+    manifest file (``.jsonl``/``.csv``; its folder is the set's root).
+
+    ``crop`` defaults to the dataset's own (``center`` for ``coco``, ``none`` for folders).
+
+    Raises:
+        InputError: unknown name (with a did-you-mean), ``coco`` without ``data_root``, empty
+            folder, bad manifest, unknown option for a bundled set.
+    """
+    s = os.fspath(name_or_dir)
+    if not isinstance(name_or_dir, os.PathLike) and s in DATASETS:
+        return DATASETS.get(s)(data_root=data_root, resolution=resolution, split=split,
+                               captions_file=captions_file, crop=crop)
+    p = Path(s).expanduser()
+    if p.is_dir():
+        if split is not None or data_root is not None:
+            raise InputError(f"{p} is a folder set; data_root / split do not apply to it", param="data_root")
+        return folder_set(p, resolution=resolution, crop=crop or "none", captions_file=captions_file,
+                          allow_outside_paths=allow_outside_paths)
+    if p.is_file() and p.suffix.lower() in (".jsonl", ".csv"):
+        if captions_file is not None:
+            raise InputError(f"{p} is itself a manifest; do not also pass captions_file", param="captions_file")
+        return folder_set(p.parent, resolution=resolution, crop=crop or "none", captions_file=p,
+                          allow_outside_paths=allow_outside_paths)
+    if p.exists():
+        raise InputError(f"{p} is a file, not a folder of images, a manifest or a dataset name")
+    close = difflib.get_close_matches(s.lower(), DATASETS.names(), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise InputError(
+        f"unknown dataset {s!r}.{hint} Known: {', '.join(DATASETS.names())}; or give a folder of images "
+        f"or a manifest (no file or folder {p} exists)"
+    )
+
+
 
 
 @dataclass(frozen=True)
@@ -156,4 +212,4 @@ def get_protocol(name: str) -> EvalProtocol:
         raise InputError(f"--dataset: {e}", param="dataset") from None
 
 
-__all__ = ["EvalProtocol", "Locator", "PROTOCOLS", "SOA_LISTS", "get_protocol"]
+__all__ = ["DATASETS", "get_dataset", "EvalProtocol", "Locator", "PROTOCOLS", "SOA_LISTS", "get_protocol"]

@@ -16,7 +16,7 @@ Registered splits (:data:`SPLITS`; unknown names get a did-you-mean):
 - ``soa``: the 80 SOA class lists (``data_root`` = the folder of ``label_XX_name.pkl``): 3 images
   per caption, 30,000 sampled ``person`` captions × 1; absent class files are listed in ``info``.
 - ``cub-test``, ``ln-coco-test`` (30,000) and ``mm-celeba-hq-test`` (6,000): the data set's test
-  images in order (:mod:`lafitebench.data.readers`), one seeded caption each, cycling.
+  images in order (:mod:`lafitebench.data.sources`), one seeded caption each, cycling.
 
 Any other name is a caption file: ``.txt`` (one caption per line), ``.csv`` / ``.jsonl`` with a
 ``caption`` column and optional ``seed`` and ``soa_class`` columns; or an official LAFITE
@@ -169,7 +169,7 @@ def coco_val2017_5k(data_root: Any = None, captions_file: Any = None, seed: int 
 
 def coco_mini_split(data_root: Any = None, captions_file: Any = None, seed: int = 0) -> CaptionSplit:
     """The bundled coco-mini images (100), one seeded caption each among their 5."""
-    from .datasets import COCO_MINI_DIR
+    from .sources.coco import COCO_MINI_DIR
 
     if data_root is not None or captions_file is not None:
         raise InputError("split 'coco-mini' is bundled; data_root / captions_file do not apply", param="data_root")
@@ -200,7 +200,7 @@ def soa_caption_split(data_root: Any = None, captions_file: Any = None, seed: in
 def _dataset_split(split_id: str, dataset: str, dataset_split: str, total: int | None) -> "SplitFactory":
     """A split over a data set's test images in order: one seeded caption per image, cycling to ``total``."""
     def make(data_root: Any = None, captions_file: Any = None, seed: int = 0) -> CaptionSplit:
-        from .datasets import get_dataset
+        from .registry import get_dataset
 
         images = get_dataset(dataset, data_root=data_root, split=dataset_split, captions_file=captions_file)
         rng = np.random.default_rng(seed)
@@ -302,7 +302,7 @@ def official_zip_split(path: str | os.PathLike, seed: int = 0) -> CaptionSplit:
     """
     import torch
 
-    from .readers import read_official_zip
+    from .sources.official_zip import read_official_zip
 
     meta = read_official_zip(path)
     if not meta["txt_features"]:

@@ -38,6 +38,7 @@ from ..encoders.clip import CLIP_MEAN, CLIP_STD
 from ..errors import InputError
 from ..io.files import atomic_path, atomic_write, read_text, write_json_atomic
 from ..runtime.progress import progress
+from .images import DecodeDataset
 
 STORE_FORMAT = "lafitebench-feature-store"
 STORE_VERSION = 1
@@ -155,27 +156,6 @@ def shard_name(k: int) -> str:
 
 # --------------------------------------------------------------------------------------------
 # Decoding.
-
-
-class _Decode(torch.utils.data.Dataset):
-    """Item i → (i, uint8 [3, R, R] or None, original Pillow mode or the error)."""
-
-    def __init__(self, paths: Sequence[Path], resolution: int, skip_bad: bool) -> None:
-        self.paths, self.resolution, self.skip_bad = list(paths), resolution, skip_bad
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str]:
-        from .images import center_crop_resize, open_rgb_with_mode, pil_to_tensor
-
-        try:
-            img, mode = open_rgb_with_mode(self.paths[i])
-        except InputError as e:
-            if not self.skip_bad:
-                raise
-            return i, None, str(e)
-        return i, pil_to_tensor(center_crop_resize(img, self.resolution)), mode
 
 
 def _collate(samples: list) -> list:
@@ -345,7 +325,7 @@ def prepare_store(cfg: PrepareConfig) -> PreparedStore:
     """
     from ..encoders.clip import load_clip
     from ..runtime.device import resolve_device
-    from .datasets import get_dataset
+    from .registry import get_dataset
 
     check_prepare_config(cfg)
     src = Path(str(cfg.source)).expanduser()
@@ -387,7 +367,7 @@ def _prepare_shard(items: Sequence[Any], lo: int, path: Path, clip: Any, info: d
                    bar: Any, task: Any) -> None:
     from .datasets import _without_worker_tracebacks
 
-    ds = _Decode([it.path for it in items], cfg.resolution, cfg.skip_bad)
+    ds = DecodeDataset([it.path for it in items], cfg.resolution, "center", cfg.skip_bad)
     dl = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=_collate)
     images, img_f, caps, rows = [], [], [], []
     counts: dict[str, Any] = {"modes": {}, "skipped": []}

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
-from ..data.datasets import get_dataset, sample_set
+from ..data.registry import get_dataset
+from ..data.sources.folder import sample_set
 from ..errors import InputError
 from ..metrics.config import EvalConfig
 from ..metrics.engine import EvalResult, evaluate

@@ -64,7 +64,7 @@ class TrainingData:
         return shard_of, d["img_features"], d["txt_features"], d["txt_offsets"]
 
     def _read_zip(self):
-        from ..data.readers import read_official_zip
+        from ..data.sources.official_zip import read_official_zip
 
         meta = read_official_zip(self.path)
         if not meta["img_features"]:

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from lafitebench.data.datasets import folder_set, sample_set
+from lafitebench.data.sources.folder import folder_set, sample_set
 from lafitebench.metrics.config import EvalConfig
 from lafitebench.metrics.engine import evaluate
 from lafitebench.runtime import distributed
