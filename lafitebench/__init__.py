@@ -9,6 +9,7 @@ The public API (imported lazily so ``import lafitebench`` stays cheap):
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -18,8 +19,8 @@ _LAZY = {
     "evaluate": "lafitebench.metrics.engine:evaluate",
     "EvalConfig": "lafitebench.metrics.config:EvalConfig",
     "run_eval": "lafitebench.jobs.eval:run_eval",
-    "get_dataset": "lafitebench.data.datasets:get_dataset",
-    "sample_set": "lafitebench.data.datasets:sample_set",
+    "get_dataset": "lafitebench.data.registry:get_dataset",
+    "sample_set": "lafitebench.data.sources.folder:sample_set",
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -27,8 +28,6 @@ __all__ = ["__version__", *_LAZY]
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         module, attr = _LAZY[name].split(":")
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'lafitebench' has no attribute {name!r}")

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
+from .errors import InputError
+
 
 @dataclass(frozen=True)
 class Cli:
@@ -47,10 +49,8 @@ class Options:
     def check(cls, config: Any) -> None:  # noqa: D401 - overridden
         """No checks beyond the types by default."""
 
-
 def positive_int(config: Any, name: str, minimum: int) -> None:
     """``config.<name>`` is an integer >= ``minimum``; InputError naming it otherwise."""
-    from .errors import InputError
 
     v = getattr(config, name)
     if isinstance(v, bool) or not hasattr(v, "__index__") or v < minimum:

@@ -399,17 +399,17 @@ def test_zoo_convert_refuses_to_overwrite(tmp_path, shared_dir):
 def test_every_lafitebench_error_ends_in_one_message(error, monkeypatch):
     """The CLI boundary: any LafitebenchError raised inside a command is one message and exit 2
     (never a traceback); anything else is a bug: its traceback is shown and the exit code is 1."""
+    import lafitebench.cli.report as report_cli
     import lafitebench.errors as errors
-    import lafitebench.jobs.report as report_job
 
     cls = getattr(errors, error)
 
     def raise_it(*a, **k):
         raise cls("the culprit: results.json is broken")
 
-    monkeypatch.setattr(report_job, "run_report", raise_it)
+    monkeypatch.setattr(report_cli, "run_report", raise_it)
     _fails(["report", "--table", "lang_free"], "the culprit: results.json is broken")
-    monkeypatch.setattr(report_job, "run_report", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(report_cli, "run_report", lambda *a, **k: 1 / 0)
     r = runner.invoke(app, ["report", "--table", "lang_free"], catch_exceptions=False)
     assert r.exit_code == 1 and "ZeroDivisionError" in r.output and "This is a bug in lafitebench" in r.output
 

@@ -139,9 +139,9 @@ def test_generate_bad_input_before_work(env, tmp_path):
 
 def test_generate_refuses_another_clip_backbone(env, tmp_path, monkeypatch):
     """A model recorded as ViT-B/16 with ViT-B/32 text features: refused naming both, before any work."""
-    import lafitebench.checkpoints.load as loading
+    import lafitebench.jobs.generate as generate_job
 
-    orig = loading.load_model
+    orig = generate_job.load_model
 
     def as_vitb16(*a, **k):
         m = orig(*a, **k)
@@ -149,7 +149,7 @@ def test_generate_refuses_another_clip_backbone(env, tmp_path, monkeypatch):
                               "f_dim": 512}
         return m
 
-    monkeypatch.setattr(loading, "load_model", as_vitb16)
+    monkeypatch.setattr(generate_job, "load_model", as_vitb16)
     r = runner.invoke(app, ["generate", "--model", str(env["model"]), "--split", str(env["prompts"]), "--out",
                             str(tmp_path / "z"), "--clip-model", "ViT-B-32", "--device", "cpu"], catch_exceptions=False)
     flat = " ".join(r.output.split())

@@ -118,3 +118,11 @@ def test_the_checks_see_a_cycle_and_an_upward_import(tmp_path, monkeypatch):
     graph = _graph()
     assert "lafitebench.metrics.config" in graph["lafitebench.cli.eval"]
     assert _layer("lafitebench.cli.eval") > _layer("lafitebench.errors")
+
+
+def test_the_package_root_exports_resolve():
+    """``lafitebench.load_model`` and the other lazy names point at real objects."""
+    import lafitebench
+
+    for name in lafitebench._LAZY:
+        assert callable(getattr(lafitebench, name)), name

@@ -362,12 +362,12 @@ def test_train_cli_says_what_runs_its_help_and_its_own_interrupt(env, tmp_path, 
                    "open_clip pretrained tag", "Local CLIP weights file", "tiny 0.4", "coco-language-free 25000",
                    "tiny: 32², 0.4 kimg: about"):
         assert phrase in text, phrase
-    from lafitebench.jobs import train as job
+    from lafitebench.cli import train as train_cli
 
     def interrupted(cfg):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(job, "run_train", interrupted)
+    monkeypatch.setattr(train_cli, "run_train", interrupted)
     r = runner.invoke(app, ["train", "--data", str(env["store"]), "--out", str(tmp_path / "x")])
     assert r.exit_code == 130 and "training states" in r.output and "reference statistics" not in r.output
 

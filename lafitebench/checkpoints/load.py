@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from lafitebench.assets import zoo
-from lafitebench.models.sampling import generate
-from lafitebench.runtime.rng import check_seed
 from lafitebench.assets.backbones import UNKNOWN_CLIP, clip_config
-from lafitebench.checkpoints import native
+from lafitebench.checkpoints import native, official
 from lafitebench.errors import CheckpointError, InputError, WeightsError
 from lafitebench.io.files import looks_like_path, sha256_file
+from lafitebench.models.sampling import generate
+from lafitebench.runtime.rng import check_seed
 
 __all__ = ["LoadedModel", "load_model"]
 
@@ -220,8 +220,6 @@ def _load_native(path: Path, device, *, clip_backbone, variant, networks) -> Loa
 
 
 def _load_official(path: Path, device, *, clip_backbone, variant, networks) -> LoadedModel:
-    from lafitebench.checkpoints import official
-
     bad = [n for n in (networks or ()) if n not in official.NETWORK_KEYS]
     if bad:
         raise InputError(f"an official snapshot holds {list(official.NETWORK_KEYS)}; cannot load {bad}")

@@ -24,6 +24,7 @@ Layout of a native file:
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import os
@@ -33,10 +34,10 @@ from typing import Any, Iterable, Mapping
 import torch
 from torch import nn
 
+from ..assets.zoo import UNKNOWN_VARIANT, VARIANTS
 from ..errors import CheckpointError, InputError
 from ..io.files import atomic_path
 from ..io.jsonable import to_jsonable
-from ..assets.zoo import UNKNOWN_VARIANT, VARIANTS
 from ..io.state_dict import check_state_dict
 from ..models import NETWORKS as NETWORK_CLASSES
 from ..models.capture import complete_init_kwargs
@@ -373,7 +374,6 @@ def check_sizes(init_kwargs: Mapping[str, Any], where: str) -> None:
 def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     """sha256 over every tensor's name, dtype, shape and bytes, in name order (the native config's
     ``tensors_sha256``): a flipped byte anywhere in the tensor data changes it."""
-    import hashlib
 
     h = hashlib.sha256()
     for key in sorted(tensors):

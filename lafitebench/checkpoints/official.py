@@ -23,9 +23,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, InputError
 from ..io.state_dict import check_state_dict, load_state_dict_strict, safe_torch_load
 from ..io.unpickle import restricted_load
+from ..models.discriminator import Discriminator
+from ..models.generator import Generator
+from .native import check_sizes
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 
@@ -369,10 +372,6 @@ def build_from_official(path: str | Path, device: str | torch.device = "cpu",
     Raises ``CheckpointError`` naming the file and the key (with both shapes) on any mismatch,
     and for unsafe or truncated files.
     """
-    from ..errors import InputError
-    from ..models.discriminator import Discriminator
-    from .native import check_sizes
-    from ..models.generator import Generator
 
     path = Path(path)
     snap = load_official_snapshot(path) if snapshot is None else snapshot

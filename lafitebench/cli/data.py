@@ -6,7 +6,10 @@ from typing import Optional
 
 import typer
 
-from ..data.store import PrepareConfig
+from ..data.store import FeatureStore, PrepareConfig
+from ..data.store import export_official as export
+from ..data.store import prepare_store
+from ..errors import InputError
 from .common import err_console, out_console
 from .errors import boundary
 
@@ -32,7 +35,6 @@ Examples:
   lafitebench data prepare /data/my_images --out stores/mine \\
       --export-official mine.zip
 """
-
 
 @boundary
 def prepare_cmd(
@@ -64,11 +66,8 @@ def prepare_cmd(
 ) -> None:
     from rich.table import Table
 
-    from ..data.store import FeatureStore, export_official as export, prepare_store
 
     if export_official is not None and export_official.suffix.lower() != ".zip":
-        from ..errors import InputError
-
         raise InputError(f"--export-official needs a .zip file name, got {export_official}", param="export_official")
     cfg = PrepareConfig(source=source, out=str(out), data_root=str(data_root) if data_root else None, split=split,
                         captions_file=str(captions_file) if captions_file else None, resolution=resolution,

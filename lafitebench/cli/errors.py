@@ -7,9 +7,11 @@ its traceback is shown, with a line that says so.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import sys
+import textwrap
 import traceback
 import warnings
 from typing import Any, Callable, TypeVar
@@ -18,7 +20,11 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from ..data.store import PrepareConfig
 from ..errors import LafitebenchError
+from ..metrics.config import OPTION_GROUPS, EvalConfig
+from ..options import declared
+from ..training.config import TrainConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 err_console = Console(stderr=True)
@@ -36,8 +42,6 @@ FLAG_OVERRIDES = {
 @functools.lru_cache(maxsize=1)
 def declared_flags() -> dict[str, str]:
     """The flag of every declared evaluation option (``isc_shuffle`` → ``--isc-order``)."""
-    from ..metrics.config import OPTION_GROUPS
-    from ..options import declared
 
     return {f.name: f.metadata["cli"].flag.split("/")[0].split()[0]
             for g in OPTION_GROUPS for f in declared(g) if f.metadata.get("cli")}
@@ -64,11 +68,6 @@ def message(e: LafitebenchError) -> str:
 
 
 def _known_params() -> set[str]:
-    import dataclasses
-
-    from ..data.store import PrepareConfig
-    from ..training.config import TrainConfig
-    from ..metrics.config import EvalConfig
 
     return ({f.name for f in dataclasses.fields(EvalConfig)} | set(FLAG_OVERRIDES) | set(declared_flags())
             | {"samples", "data_root", "split", "overwrite", "variant", "table", "model", "num", "noise_mode",
@@ -83,7 +82,6 @@ _KNOWN_PARAMS: set[str] = set()
 def wrap(text: str, width: int) -> str:
     """``text`` wrapped at spaces only: URLs, paths and flags are never split (a longer one gets
     a line of its own), so they stay copyable."""
-    import textwrap
 
     return "\n".join(textwrap.fill(line, width=width, break_long_words=False, break_on_hyphens=False)
                      if line.strip() else "" for line in text.splitlines())

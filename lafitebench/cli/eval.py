@@ -1,6 +1,7 @@
 """``lafitebench eval``: options (defaults from :class:`~lafitebench.metrics.config.EvalConfig`) → :func:`run_eval`."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -8,10 +9,19 @@ from typing import Any, Optional
 
 import typer
 
-from ..metrics.config import OPTION_GROUPS, EvalConfig
-from .options import config_values, with_options
+from ..data.registry import get_protocol
+from ..errors import InputError, LafitebenchError
+from ..io.jsonable import table_records
+from ..jobs import dataset as ds
+from ..jobs.dataset import table_notes, wide
+from ..jobs.eval import run_eval
+from ..jobs.generate import GenerateConfig
+from ..metrics.config import OPTION_GROUPS, EvalConfig, apply_protocol
+from ..reports import beside_paper, rich_table
+from ..runtime import distributed
 from .common import csv_list, err_console, out_console
-from .errors import boundary
+from .errors import boundary, message
+from .options import config_values, with_options
 
 D = EvalConfig()  # the one source of defaults
 DEFAULT_SAMPLES, DEFAULT_REFERENCE = "coco-mini:a", "coco-mini:b"
@@ -39,10 +49,7 @@ Examples:
       --samples out/samples --reference coco --data-root /data/coco
 """
 
-
 def _default_out() -> Path:
-    import datetime as dt
-
     return Path("reports") / "runs" / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
@@ -122,15 +129,10 @@ def eval_cmd(
                                                "tables, leaderboard and index.html."),
     **options: Any,
 ) -> None:
-    from ..errors import InputError
-    from ..jobs.eval import run_eval
-    from ..runtime import distributed
 
     config = EvalConfig(**config_values(OPTION_GROUPS, options), progress=True)
     device, batch_size = config.device, config.batch_size
-    from ..jobs.generate import GenerateConfig
 
-    from ..metrics.config import apply_protocol
 
     metric_list = "auto" if metrics.strip() == "auto" else csv_list(metrics, "--metrics")
     if dataset is not None:
@@ -183,11 +185,6 @@ def _dataset_cmd(dataset: str, config: EvalConfig, protocol: str | None, metrics
                  num, data_root, reference_captions, reference_split, soa_lists, out, overwrite, as_json, report,
                  allow_outside_paths, generation) -> None:
     """``eval --dataset NAME``: a folder or one model or the zoo sweep on a data set's protocol."""
-    from ..data.registry import get_protocol
-    from ..errors import InputError
-    from ..jobs import dataset as ds
-    from ..jobs.eval import run_eval
-    from ..runtime import distributed
 
     proto = get_protocol(dataset)
     for given, opt in ((reference, "--reference"), (split, "--split")):
@@ -230,9 +227,6 @@ def _dataset_cmd(dataset: str, config: EvalConfig, protocol: str | None, metrics
 
 
 def _show_sweep(job, as_json: bool) -> None:
-    from ..reports import rich_table
-    from ..jobs.dataset import table_notes, wide
-
     if as_json:
         sys.stdout.write(job.files["json"].read_text(encoding="utf-8") + "\n")
         return
@@ -254,11 +248,6 @@ def _show_sweep(job, as_json: bool) -> None:
 
 
 def _show(job, as_json: bool, compare: str | None) -> None:
-    from ..errors import LafitebenchError
-    from ..io.jsonable import table_records
-    from ..reports import beside_paper, rich_table
-    from .errors import message
-
     res = job.result
     if as_json:
         payload = {"results": table_records(res.table),

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from ..jobs.generate import GenerateConfig
+from ..jobs.generate import GenerateConfig, run_generate
+from ..runtime import distributed
 from .common import err_console, out_console
 from .errors import boundary
 
@@ -30,7 +31,6 @@ Examples:
       --model lafite-coco-g --split coco-val-30k --data-root /data/coco \\
       --out out/c
 """
-
 
 @boundary
 def generate_cmd(
@@ -61,8 +61,6 @@ def generate_cmd(
     clip_weights: Optional[Path] = typer.Option(None, "--clip-weights", metavar="PATH", help="Local CLIP weights file."),
     overwrite: bool = typer.Option(D.overwrite, "--overwrite", help="Replace another run's samples in --out."),
 ) -> None:
-    from ..jobs.generate import run_generate
-    from ..runtime import distributed
 
     cfg = GenerateConfig(model=model, split=split, out=str(out), num=num, seed=seed, batch_size=batch_size,
                          device=device, truncation=truncation, noise_mode=noise_mode, fp16=fp16,

@@ -6,6 +6,10 @@ from typing import List, Optional
 
 import typer
 
+from ..jobs.report import list_tables, run_report
+from ..reports import rich_table
+from ..reports.paper import get_table
+from ..reports.render import board_table, rich_merged
 from .common import err_console, out_console
 from .errors import boundary
 
@@ -28,7 +32,6 @@ Examples:
   lafitebench report runs/a runs/b --table zero_shot --out reports/zs
 """
 
-
 @boundary
 def report_cmd(results: Optional[List[Path]] = typer.Argument(None, metavar="[RESULTS]...",
                                                              help="results.json files or folders holding them."),
@@ -42,10 +45,6 @@ def report_cmd(results: Optional[List[Path]] = typer.Argument(None, metavar="[RE
                sort_by: Optional[str] = typer.Option(None, "--sort-by", metavar="METRIC",
                                                      help="Leaderboard order (default FID-0)."),
                list_: bool = typer.Option(False, "--list", help="List the paper's tables and exit.")) -> None:
-    from ..jobs.report import list_tables, run_report
-    from ..reports import rich_table
-    from ..reports.paper import get_table
-    from ..reports.render import board_table, rich_merged
 
     if list_:
         out_console.print(rich_table(list_tables(), title="paper tables (lafitebench report --table NAME)"))

@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ..jobs.train import run_train, run_train_mapper
+from ..runtime import distributed
 from ..training.config import TrainConfig, per_preset, preset_help
 from .common import err_console, out_console
 from .errors import boundary
@@ -124,8 +126,6 @@ def train_cmd(
     tensorboard: bool = typer.Option(D.tensorboard, "--tensorboard/--no-tensorboard",
                                      help="TensorBoard event files under OUT/tb when tensorboard is installed."),
 ) -> None:
-    from ..jobs.train import run_train
-    from ..runtime import distributed
 
     cfg = TrainConfig(variant=variant, data=data, out=str(out), preset=preset, resolution=resolution, kimg=kimg,
                       batch=batch, batch_gpu=batch_gpu, mixing_prob=mixing_prob, itc=itc, itd=itd, gamma=gamma,
@@ -162,7 +162,6 @@ Examples:
   lafitebench train-mapper --data stores/coco --out mapper.pth
 """
 
-
 @boundary(interrupted="interrupted: the mapper's progress is saved beside --out; run the same command again to "
                       "continue")
 def train_mapper_cmd(
@@ -175,7 +174,6 @@ def train_mapper_cmd(
     seed: int = typer.Option(0, "--seed", min=0, help="Seeds the initialisation and the batches."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
 ) -> None:
-    from ..jobs.train import run_train_mapper
 
     job = run_train_mapper(data, str(out), steps=steps, batch=batch, lr=lr, temp=temp, seed=seed, device=device)
     out_console.print(f"trained on {job.pairs} image-caption pairs: contrastive loss {job.loss_start:.4f} → "

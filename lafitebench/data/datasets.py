@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..errors import InputError
+from ..runtime import distributed
 from . import images as _img
 from .batch import Batch
 
@@ -218,7 +219,6 @@ class ImageSet:
             InputError: an unreadable image (names the file) when ``skip_bad`` is False;
                 a non-positive ``batch_size``.
         """
-        from ..runtime import distributed
 
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}", param="batch_size")

@@ -38,6 +38,11 @@ import numpy as np
 from ..errors import InputError
 from ..io.files import read_text
 from ..registry import Registry, UnknownNameError
+from .registry import get_dataset
+from .soa import load_soa_captions, soa_class, soa_split
+from .sources.coco import COCO_MINI_DIR
+from .sources.official_zip import read_official_zip
+from .store import FeatureStore
 
 SPLIT_FORMAT_VERSION = 1
 COCO_FID_SAMPLES = 30_000
@@ -169,7 +174,6 @@ def coco_val2017_5k(data_root: Any = None, captions_file: Any = None, seed: int 
 
 def coco_mini_split(data_root: Any = None, captions_file: Any = None, seed: int = 0) -> CaptionSplit:
     """The bundled coco-mini images (100), one seeded caption each among their 5."""
-    from .sources.coco import COCO_MINI_DIR
 
     if data_root is not None or captions_file is not None:
         raise InputError("split 'coco-mini' is bundled; data_root / captions_file do not apply", param="data_root")
@@ -185,7 +189,6 @@ def coco_mini_split(data_root: Any = None, captions_file: Any = None, seed: int 
 
 def soa_caption_split(data_root: Any = None, captions_file: Any = None, seed: int = 0) -> CaptionSplit:
     """The SOA protocol's rows (see :func:`lafitebench.data.soa.soa_split`)."""
-    from .soa import load_soa_captions, soa_split
 
     if data_root is None:
         raise InputError("split 'soa' needs the folder of SOA caption lists (label_XX_name.pkl): pass data_root",
@@ -200,8 +203,6 @@ def soa_caption_split(data_root: Any = None, captions_file: Any = None, seed: in
 def _dataset_split(split_id: str, dataset: str, dataset_split: str, total: int | None) -> "SplitFactory":
     """A split over a data set's test images in order: one seeded caption per image, cycling to ``total``."""
     def make(data_root: Any = None, captions_file: Any = None, seed: int = 0) -> CaptionSplit:
-        from .registry import get_dataset
-
         images = get_dataset(dataset, data_root=data_root, split=dataset_split, captions_file=captions_file)
         rng = np.random.default_rng(seed)
         picks = [it.captions[int(rng.integers(len(it.captions)))] for it in images.items]
@@ -250,7 +251,6 @@ def caption_file_split(path: str | os.PathLike, seed: int = 0) -> CaptionSplit:
         InputError: unreadable or non-UTF-8 file, unknown suffix, a row without a caption (named by
             line), a bad seed or SOA class, or no captions at all.
     """
-    from .soa import soa_class
 
     p = Path(path).expanduser()
     text = read_text(p, "caption file")
@@ -302,7 +302,6 @@ def official_zip_split(path: str | os.PathLike, seed: int = 0) -> CaptionSplit:
     """
     import torch
 
-    from .sources.official_zip import read_official_zip
 
     meta = read_official_zip(path)
     if not meta["txt_features"]:
@@ -328,7 +327,6 @@ def feature_store_split(path: str | os.PathLike, seed: int = 0) -> CaptionSplit:
     backbone, which ``generate`` compares with the model's."""
     import torch
 
-    from .store import FeatureStore
 
     store = FeatureStore(path)
     data = store.load(images=False)

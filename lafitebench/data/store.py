@@ -34,11 +34,16 @@ from typing import Any, Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..encoders.clip import CLIP_MEAN, CLIP_STD
+from .. import __version__
+from ..encoders.clip import CLIP_MEAN, CLIP_STD, caption_token_lengths, clip_preprocess_uint8, load_clip
 from ..errors import InputError
 from ..io.files import atomic_path, atomic_write, read_text, write_json_atomic
+from ..runtime.device import resolve_device
 from ..runtime.progress import progress
+from ..runtime.rng import sample_generator
+from .datasets import _without_worker_tracebacks
 from .images import DecodeDataset
+from .registry import get_dataset
 
 STORE_FORMAT = "lafitebench-feature-store"
 STORE_VERSION = 1
@@ -184,7 +189,6 @@ def _encode_captions(clip: Any, captions: list[str], rule: str, batch_size: int,
                      bar: Any = None) -> tuple[torch.Tensor, dict]:
     """Unnormalised CLIP text features [len(captions), D] with the long-caption rule; counts.
     ``bar``: a Rich progress to show the encoding on (a task per call, removed when done)."""
-    from ..encoders.clip import caption_token_lengths
 
     model, tokenizer = clip[0], clip[1]
     lengths = caption_token_lengths(tokenizer, captions) if captions else []
@@ -220,8 +224,6 @@ def _encode_captions(clip: Any, captions: list[str], rule: str, batch_size: int,
 
 def _encode_images(clip: Any, images: torch.Tensor, indices: Sequence[int], cfg: PrepareConfig,
                    preprocess_cfg: dict) -> torch.Tensor:
-    from ..encoders.clip import clip_preprocess_uint8
-    from ..runtime.rng import sample_generator
 
     model = clip[0]
     device = next(model.parameters()).device
@@ -323,9 +325,6 @@ def prepare_store(cfg: PrepareConfig) -> PreparedStore:
             ``overwrite``), an unreadable image (without ``skip_bad``, naming the file);
         WeightsError: CLIP weights missing (offline: names the file and its sha256).
     """
-    from ..encoders.clip import load_clip
-    from ..runtime.device import resolve_device
-    from .registry import get_dataset
 
     check_prepare_config(cfg)
     src = Path(str(cfg.source)).expanduser()
@@ -365,7 +364,6 @@ def prepare_store(cfg: PrepareConfig) -> PreparedStore:
 
 def _prepare_shard(items: Sequence[Any], lo: int, path: Path, clip: Any, info: dict, cfg: PrepareConfig,
                    bar: Any, task: Any) -> None:
-    from .datasets import _without_worker_tracebacks
 
     ds = DecodeDataset([it.path for it in items], cfg.resolution, "center", cfg.skip_bad)
     dl = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers, collate_fn=_collate)
@@ -416,7 +414,6 @@ def _finish(out: Path, identity: dict, written: int, reused: int) -> PreparedSto
     totals["images"] = len(records)
     totals["captions"] = sum(r["n_captions"] for r in records)
     totals["images_without_captions"] = sum(r["n_captions"] == 0 for r in records)
-    from .. import __version__
 
     write_json_atomic(out / STORE_FILE, {"format": STORE_FORMAT, "version": STORE_VERSION, "status": "complete",
                                          "identity": identity, "counts": totals,

@@ -9,6 +9,8 @@ from typing import Any, Callable
 import torch
 
 from ..runtime import distributed
+from .batch import Batch
+from .datasets import Item
 
 
 class CallableImageSet:
@@ -19,7 +21,6 @@ class CallableImageSet:
 
     def __init__(self, name: str, n: int, resolution: int, produce: Callable[[list[int]], torch.Tensor], key: str,
                  kind: str = "in-memory", info: dict[str, Any] | None = None) -> None:
-        from .datasets import Item
 
         self.name, self.resolution, self.kind, self._produce, self._key = name, resolution, kind, produce, key
         self.items = [Item(path=Path(f"{i:06d}.png")) for i in range(n)]
@@ -44,7 +45,6 @@ class CallableImageSet:
 
     def loader(self, batch_size: int, num_workers: int = 0, skip_bad: bool = False, shard: bool = False):
         """Batches of produced images in index order (``shard``: this rank's batches under torchrun)."""
-        from .batch import Batch
 
         batches = [list(range(s, min(s + batch_size, len(self.items)))) for s in range(0, len(self.items), batch_size)]
         if shard:

@@ -23,6 +23,8 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from lafitebench.assets import weights as weights_mod
+
 from ..errors import InputError, WeightsError
 from ..io.unpickle import restricted_load
 from ..runtime.device import resolve_device
@@ -247,7 +249,6 @@ def resolve_clip_weights(
     """
     import open_clip
 
-    from lafitebench.assets import weights as weights_mod
 
     if model_name not in open_clip.list_models():
         raise InputError(

@@ -12,6 +12,7 @@ log lines are moved from stdout to stderr so JSON on stdout stays clean.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -22,6 +23,7 @@ from typing import Any
 import torch
 
 from .. import settings
+from ..assets import weights as weights_mod
 from ..errors import InputError, WeightsError
 from ..io.state_dict import torch_load_reason
 
@@ -205,9 +207,6 @@ def resolve_detector(spec: str | Path, *, deep: bool = True):
             (``.pth``, no suffix, a plain folder); a backend package missing (``openvino``,
             ``onnxruntime``); a ``.pt`` that needs code to load.
     """
-    import importlib.util
-
-    from ..assets import weights as weights_mod
 
     if spec is None or str(spec) == "":
         raise WeightsError("no detector given, e.g. 'yolov8n.pt' or an exported model folder", param="detector")

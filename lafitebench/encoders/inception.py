@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
+from ..assets.weights import resolve
 from ..errors import InputError, WeightsError
+from ..io.files import atomic_write, sha256_file
 from ..io.state_dict import safe_torch_load
 from ..options import Cli, Options, option
 from ..runtime.device import resolve_device
@@ -102,7 +104,6 @@ class InceptionExtractor:
         if getattr(weights, "sha256", None):
             self.sha256 = weights.sha256
         else:
-            from ..io.files import sha256_file
             self.sha256 = sha256_file(path)
         sd = load_inception_state_dict(path)
         self.has_classifier = state_dict_has_classifier(sd)
@@ -173,7 +174,6 @@ def load_inception(weights: str | os.PathLike | None = None, *, device: str | to
     cache → download); a registered name → that; anything else is a local path (passes through
     with its sha256 recorded). Raises WeightsError (missing/offline/wrong hash/no classifier).
     """
-    from ..assets.weights import resolve
 
     resolved = resolve(os.fspath(weights) if weights is not None else DEFAULT_INCEPTION,
                        offline=offline, progress=progress)
@@ -217,7 +217,6 @@ def random_inception_state_dict(seed: int = 0, calibration_images: int = 8) -> d
 
 def save_random_inception_weights(path: str | os.PathLike, seed: int = 0) -> Path:
     """Write :func:`random_inception_state_dict` to ``path`` (tests / benchmarks only); returns the path."""
-    from ..io.files import atomic_write
 
     p = Path(path)
     with atomic_write(p, "wb") as f:

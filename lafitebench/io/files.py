@@ -4,10 +4,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+
+from ..errors import InputError
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -69,7 +73,6 @@ def read_text(path: str | os.PathLike, what: str, *, max_bytes: int = 1 << 30) -
             the byte offset and suggests re-saving as UTF-8) or contains NUL characters; the
             message names ``what`` and the file.
     """
-    from ..errors import InputError
 
     p = Path(path)
     try:
@@ -114,7 +117,6 @@ def write_file_set(out_dir: str | os.PathLike, files: dict[str, bytes], *, overw
         OSError: the files could not be written (read-only, disk full, ...); nothing half-written
             is left under the final names.
     """
-    from ..errors import InputError
 
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -136,8 +138,6 @@ def write_file_set(out_dir: str | os.PathLike, files: dict[str, bytes], *, overw
                 out.rmdir()
             os.replace(tmp, out)
         except BaseException:
-            import shutil
-
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     else:
@@ -160,8 +160,6 @@ def clean_stale_temps(folder: str | os.PathLike, max_age_s: float = 3600.0) -> l
     ``.<name>.*.part``) older than ``max_age_s`` in ``folder``; returns what was removed. A folder
     that cannot be listed or entries that cannot be removed are left alone (reported by the caller's
     next write, if at all)."""
-    import shutil
-    import time
 
     removed: list[Path] = []
     root = Path(folder)

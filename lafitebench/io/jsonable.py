@@ -1,6 +1,7 @@
 """Conversion of results, configs and provenance to plain JSON types (one place for every writer)."""
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 
@@ -28,7 +29,6 @@ def to_jsonable(obj: Any, *, other: str = "error") -> Any:
 
 def table_records(df: Any) -> list[dict[str, Any]]:
     """A DataFrame as JSON records at full float precision (``repr``), NaN and NA as ``null``."""
-    import math
 
     def clean(v: Any) -> Any:
         if isinstance(v, float) and math.isnan(v):

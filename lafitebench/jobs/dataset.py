@@ -20,10 +20,11 @@ import pandas as pd
 from .. import settings
 from ..assets import zoo
 from ..data.registry import SOA_LISTS, EvalProtocol
+from ..encoders.clip import resolve_clip_weights
 from ..errors import InputError, WeightsError
 from ..io.files import atomic_write
 from ..metrics.config import EvalConfig, apply_protocol
-from ..reports.results import load_result
+from ..reports.results import load_result, to_markdown
 from ..runtime import distributed
 from .eval import EvalJob, run_eval
 from .generate import GenerateConfig
@@ -109,7 +110,6 @@ def model_label(model: str) -> str:
 def check_weights(models: Sequence[str], generation: GenerateConfig) -> None:
     """Every model's checkpoint (and, offline, the zoo models' CLIP text weights) is local; else one
     error naming all that are missing and how to provide each. Nothing is loaded."""
-    from ..encoders.clip import resolve_clip_weights
 
     missing, infos = [], []
     for model in models:
@@ -242,7 +242,6 @@ def run_sweep(inputs: DatasetInputs, out: str | Path, *, metrics: Sequence[str] 
         InputError: no model listed, ``out`` holds a sweep with other settings.
         WeightsError: weights missing, all named at once, before any work.
     """
-    from ..reports.results import to_markdown
 
     config = config or EvalConfig()
     generation = generation or GenerateConfig()

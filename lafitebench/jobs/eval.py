@@ -8,26 +8,28 @@ Metrics named explicitly are required: anything missing is an error, raised befo
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 
+from .. import settings
+from ..assets import zoo
 from ..data.registry import get_dataset
 from ..data.sources.folder import sample_set
 from ..errors import InputError
 from ..metrics.config import EvalConfig
 from ..metrics.engine import EvalResult, evaluate
 from ..metrics.plan import AUTO
-from ..runtime import distributed
-
-if TYPE_CHECKING:
-    from .generate import GenerateConfig
 from ..reports import save_result
+from ..runtime import distributed
+from .generate import GenerateConfig, default_samples_dir, prepare_stream, run_generate
+from .report import RUNS_DIR, run_dir_name, run_report
 
 DEFAULT_KID_SUBSET = 1000
 
@@ -107,7 +109,6 @@ def save_with_fallback(out: str | os.PathLike, result: EvalResult, overwrite: bo
     """Save ``result`` into ``out``; if that fails (disk full, permissions changed, ...), into a
     fresh folder under the cache (or the system temp folder). Returns the files and, after a
     fallback, a warning that names both places."""
-    from .. import settings
 
     extra = {"soa_per_class": result.per_class} if isinstance(result.per_class, pd.DataFrame) else None
     try:
@@ -134,7 +135,6 @@ def _model_samples(model: str, samples: Any, generation: Any, stream: bool, conf
     """The samples of ``model`` on the generation config's split: streamed, or generated into
     ``samples`` (default: a folder under the cache, reused by the next run), plus the paper's row
     for a zoo model."""
-    from .generate import GenerateConfig, default_samples_dir, prepare_stream, run_generate
 
     gen = dataclasses.replace(generation or GenerateConfig(), model=str(model), progress=config.progress)
     paper = paper_row(str(model))
@@ -147,7 +147,6 @@ def _model_samples(model: str, samples: Any, generation: Any, stream: bool, conf
 
 def paper_row(model: str) -> dict[str, Any] | None:
     """The paper's numbers for a zoo model id (its manifest's first paper row), else None."""
-    from ..assets import zoo
 
     if model not in zoo.MODELS:
         return None
@@ -228,8 +227,6 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
     warnings: list[str] = []
     report_files: dict[str, Path] = {}
     if report is not None and out is None:
-        from .report import RUNS_DIR, run_dir_name
-
         base = Path(report) / RUNS_DIR / run_dir_name(result.provenance)
         out = next(p for p in (base if k == 0 else base.with_name(f"{base.name}-{k + 1}") for k in range(10_000))
                    if not p.exists())
@@ -237,8 +234,6 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
         files, warning = save_with_fallback(out, result, overwrite)
         warnings += [warning] if warning else []
     if report is not None and distributed.is_main() and files:
-        from .report import run_report
-
         report_files = run_report([report]).files
     return EvalJob(result=result, skipped=result.skipped, files=files, warnings=warnings, report_files=report_files,
                    notices=[notice] if notice else [])
@@ -247,7 +242,6 @@ def run_eval(samples: str | os.PathLike | None, reference: str | os.PathLike | N
 def generation_identity(samples: Any) -> dict[str, Any] | None:
     """The generation run behind a sample set: a streamed set's identity, or the ``generate.json``
     of a folder written by ``lafitebench generate`` (model, checkpoint sha256, split and hash, settings)."""
-    import json
 
     ident = getattr(samples, "identity", None)
     if isinstance(ident, dict):

@@ -27,9 +27,18 @@ from typing import Any
 
 import torch
 
-from .. import settings
+from .. import __version__, settings
+from ..checkpoints.load import load_model
+from ..data.batch import Batch
+from ..data.datasets import Item
+from ..data.images import pil_to_tensor, resize_to
+from ..data.splits import get_split
+from ..data.store import check_clip_match
+from ..encoders.clip import encode_text, load_clip
 from ..errors import InputError
 from ..io.files import atomic_write, chmod_default, clean_stale_temps, read_text, write_json_atomic
+from ..models.generator import NOISE_MODES
+from ..models.sampling import generate, to_uint8
 from ..runtime import distributed
 from ..runtime.device import resolve_device
 from ..runtime.progress import progress
@@ -99,7 +108,6 @@ class GenerateJob:
 
 def check_config(cfg: GenerateConfig) -> None:
     """Option checks before anything is loaded. Raises InputError naming the option."""
-    from ..models.generator import NOISE_MODES
 
     if not cfg.model:
         raise InputError("no model given: pass a zoo id, a .safetensors file or an official .pkl", param="model")
@@ -122,7 +130,6 @@ def check_config(cfg: GenerateConfig) -> None:
 
 def _identity(cfg: GenerateConfig, model: Any, split: Any, clip_info: dict[str, Any]) -> dict[str, Any]:
     """What makes two runs produce the same files (compared on resume)."""
-    from .. import __version__
 
     meta = model.metadata
     return {
@@ -178,7 +185,6 @@ def text_features(captions: list[str], split_hash: str, clip: Any, batch_size: i
     """L2-normalised CLIP text features of ``captions`` [N, D], cached by split hash and CLIP weights."""
     from safetensors.torch import load_file, save_file
 
-    from ..encoders.clip import encode_text
 
     model, tokenizer, info = clip
     key = hashlib.sha256(f"{split_hash}:{info.get('model')}:{info.get('weights_sha256')}".encode()).hexdigest()
@@ -209,8 +215,6 @@ def split_features(split: Any, clip: Any, cfg: GenerateConfig, model: Any) -> to
     """The split's own text features (official zips) or its captions through CLIP; checked
     against the model's feature width (a different CLIP backbone is refused, naming both)."""
     if split.features is not None:
-        from ..data.store import check_clip_match
-
         check_clip_match(split.info.get("clip_model"), model.metadata.get("clip"), f"split {split.id}",
                          f"model {cfg.model}")
         feats, source = split.features, f"split {split.id}"
@@ -224,8 +228,6 @@ def split_features(split: Any, clip: Any, cfg: GenerateConfig, model: Any) -> to
 
 
 def _load_clip(cfg: GenerateConfig, model: Any, device: torch.device) -> tuple[Any, Any, dict[str, Any]]:
-    from ..encoders.clip import load_clip
-
     clip_meta = model.metadata.get("clip") or {}
     known = clip_meta.get("open_clip_model")
     if cfg.clip_model and known and cfg.clip_model != known:
@@ -277,7 +279,6 @@ def generate_uint8(model: Any, feats: torch.Tensor, indices: list[int], seeds: d
                    cfg: GenerateConfig) -> tuple[list[int], torch.Tensor]:
     """Samples ``indices`` as official uint8 images [N, 3, R, R] on the CPU, grouped by row seed;
     returns the sample order of the rows and the images."""
-    from ..models.sampling import generate, to_uint8
 
     groups = _by_seed(indices, seeds)
     imgs = torch.cat([to_uint8(generate(model.G_ema, feats[g], s, g, truncation_psi=cfg.truncation,
@@ -292,8 +293,6 @@ def run_generate(cfg: GenerateConfig) -> GenerateJob:
         InputError / WeightsError / CheckpointError: bad options, split, model or CLIP weights —
             all before the first image is generated.
     """
-    from ..data.splits import get_split
-    from ..checkpoints.load import load_model
 
     started = time.perf_counter()
     check_config(cfg)
@@ -353,7 +352,6 @@ class GeneratedSet:
 
     def __init__(self, model: Any, split: Any, feats: torch.Tensor, cfg: GenerateConfig, identity: dict[str, Any],
                  resolution: int) -> None:
-        from ..data.datasets import Item
 
         self.model, self.split, self.feats, self.cfg, self.identity = model, split, feats, cfg, identity
         self.resolution = resolution
@@ -379,8 +377,6 @@ class GeneratedSet:
 
     def loader(self, batch_size: int, num_workers: int = 0, skip_bad: bool = False, shard: bool = False):
         """Yield :class:`~lafitebench.data.batch.Batch` objects of generated uint8 images in sample order."""
-        from ..data.batch import Batch
-        from ..data.images import pil_to_tensor, resize_to
 
         rows = self.split.rows
         batches = [list(range(s, min(s + batch_size, len(rows)))) for s in range(0, len(rows), batch_size)]
@@ -413,8 +409,6 @@ def prepare_stream(cfg: GenerateConfig, resolution: int) -> GeneratedSet:
 
     Raises InputError / WeightsError / CheckpointError before any image is generated.
     """
-    from ..data.splits import get_split
-    from ..checkpoints.load import load_model
 
     check_config(dataclasses.replace(cfg, out=cfg.out or "-"))
     cfg = resolve_noise_mode(cfg)
@@ -429,7 +423,6 @@ def prepare_stream(cfg: GenerateConfig, resolution: int) -> GeneratedSet:
 
 def default_samples_dir(cfg: GenerateConfig) -> Path:
     """Where ``eval --model`` keeps generated samples when no folder is given (reused on the next run)."""
-    from ..data.splits import get_split
 
     split = get_split(cfg.split, data_root=cfg.data_root, captions_file=cfg.captions_file, seed=cfg.seed)
     split = split.head(cfg.num, cycle=cfg.cycle)

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..io.files import write_file_set
 from ..reports.html import report_html
 from ..reports.merge import Measured, leaderboard, load_measured, merge, runs_for_table
-from ..reports.paper import TABLES, get_table
+from ..reports.paper import TABLES, get_table, paper_table
 from ..reports.render import table_files
 from ..reports.results import to_markdown
 
@@ -39,7 +39,6 @@ class ReportJob:
 
 def list_tables() -> pd.DataFrame:
     """The paper tables: id, title, models, metrics, and how many values are unverified."""
-    from ..reports.paper import paper_table
 
     rows = []
     for name in TABLES.names():

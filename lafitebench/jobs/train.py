@@ -9,8 +9,10 @@ tensorboard is installed, TensorBoard event files under ``tb/``.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +20,23 @@ from typing import Any
 
 import torch
 
+from .. import __version__
+from ..assets.backbones import CLIP_BACKBONES, clip_config
+from ..checkpoints.load import load_model
+from ..data.store import PrepareConfig, check_clip_match, is_store, prepare_store, same_backbone
+from ..encoders.clip import load_clip
+from ..encoders.inception import load_inception
 from ..errors import InputError
 from ..io.files import write_json_atomic
+from ..models.discriminator import Discriminator
+from ..models.generator import Generator
+from ..models.pseudo_text import load_perturbation_network
 from ..runtime import distributed
 from ..runtime.device import resolve_device
 from ..runtime.progress import stderr_console as err_console
-from ..training.config import TrainConfig, resolve
+from ..training.config import PRESETS, TrainConfig, resolve
 from ..training.data import TrainingData
+from ..training.mapper import mapper_loss, train_mapper
 from ..training.training_loop import Trainer, config_dict, latest_state, read_state
 
 #: Options that may differ between a run and its continuation.
@@ -47,15 +59,12 @@ class TrainJob:
 
 def _data(cfg: TrainConfig, device: torch.device) -> TrainingData:
     """A store or zip as it is; a data set name or folder is prepared into ``out/data`` first."""
-    from ..data.store import PrepareConfig, is_store, prepare_store
 
     p = Path(cfg.data).expanduser()
     if is_store(p) or (p.is_file() and p.suffix.lower() == ".zip"):
         return TrainingData(p)
     target = Path(cfg.out) / "data"
     if distributed.is_main():
-        from ..training.config import PRESETS
-
         prepare_store(PrepareConfig(source=cfg.data, out=str(target),
                                     resolution=cfg.resolution or PRESETS.get(cfg.preset)["resolution"],
                                     clip_model=cfg.clip_model or "ViT-B-32", clip_pretrained=cfg.clip_pretrained or "openai",
@@ -74,8 +83,6 @@ def _check_data(cfg: TrainConfig, data: TrainingData) -> None:
                          f"{data.n - data.n_with_text} of the {data.n} images of {data.path} have no text features",
                          param="mixing_prob")
     if cfg.clip_model:
-        from ..data.store import same_backbone
-
         have = data.clip.get("model")
         if have and not same_backbone(have, cfg.clip_model):
             raise InputError(f"clip_model {cfg.clip_model} but the features of {data.path} come from CLIP {have}: "
@@ -83,8 +90,6 @@ def _check_data(cfg: TrainConfig, data: TrainingData) -> None:
 
 
 def _clip_block(data: TrainingData) -> dict[str, Any]:
-    from ..assets.backbones import CLIP_BACKBONES, clip_config
-
     name = data.clip.get("model")
     if name and name in CLIP_BACKBONES:
         return clip_config(name)
@@ -94,7 +99,6 @@ def _clip_block(data: TrainingData) -> dict[str, Any]:
 
 def _load_clip_for_itc(cfg: TrainConfig, data: TrainingData, device: torch.device):
     """The frozen CLIP image encoder of the data's features (weights resolver; offline: a clear error)."""
-    from ..encoders.clip import load_clip
 
     name = cfg.clip_model or data.clip.get("model") or "ViT-B-32"
     pretrained = cfg.clip_pretrained if cfg.clip_pretrained is not None else data.clip.get("pretrained")
@@ -110,8 +114,6 @@ def _load_clip_for_itc(cfg: TrainConfig, data: TrainingData, device: torch.devic
 
 def _networks(cfg: TrainConfig, data: TrainingData, device: torch.device):
     """(G, D, G_ema or None, provenance of the start) from the preset or ``--init``."""
-    from ..models.discriminator import Discriminator
-    from ..models.generator import Generator
 
     if cfg.init:
         return _init_networks(cfg, data, device)
@@ -126,9 +128,6 @@ def _networks(cfg: TrainConfig, data: TrainingData, device: torch.device):
 
 
 def _init_networks(cfg: TrainConfig, data: TrainingData, device: torch.device):
-    import copy
-
-    from ..checkpoints.load import load_model
 
     model = load_model(cfg.init, device="cpu")
     G_ema = model.G_ema
@@ -144,16 +143,12 @@ def _init_networks(cfg: TrainConfig, data: TrainingData, device: torch.device):
     if f_dim != data.f_dim:
         raise InputError(f"init {cfg.init} takes {f_dim}-d CLIP features but the data's are {data.f_dim}-d "
                          "(another CLIP backbone)", param="init")
-    from ..data.store import check_clip_match
 
     check_clip_match(data.clip.get("model"), model.metadata.get("clip"), f"data {data.path}", f"init {cfg.init}")
     return G, D, G_ema, {"init": str(cfg.init), "sha256": model.metadata.get("sha256")}
 
 
 def _mapper(cfg: TrainConfig, data: TrainingData, run_dir: Path, device: torch.device):
-    from ..models.pseudo_text import load_perturbation_network
-    from ..training.mapper import train_mapper
-
     if cfg.variant != "nn":
         return None, None
     if cfg.mapper:
@@ -169,8 +164,6 @@ def _mapper(cfg: TrainConfig, data: TrainingData, run_dir: Path, device: torch.d
 
 
 def _identity(cfg: TrainConfig, data: TrainingData) -> dict[str, Any]:
-    from .. import __version__
-
     return {"kind": "lafitebench-training-run", "config": config_dict(cfg), "data": data.describe(),
             "lafitebench_version": __version__, "torch": torch.__version__}
 
@@ -275,7 +268,6 @@ def run_train(cfg: TrainConfig) -> TrainJob:
 
 def _fid_extractor(cfg: TrainConfig) -> Any:
     """The Inception network for snapshot FID, loaded before training (offline: WeightsError now)."""
-    from ..encoders.inception import load_inception
 
     return load_inception(None, device=cfg.device, logits=False, progress=cfg.progress, channels_last=True)
 
@@ -283,7 +275,6 @@ def _fid_extractor(cfg: TrainConfig) -> Any:
 def describe_run(cfg: TrainConfig, data: TrainingData, state: Path | None) -> list[str]:
     """The first lines of a run (each under 80 columns but for long paths): what trains, with
     which preset, what that preset costs, and the settings in use."""
-    from ..training.config import PRESETS
 
     world = distributed.world_size()
     cost = PRESETS.get(cfg.preset).get("cost", "")
@@ -314,11 +305,9 @@ def run_train_mapper(data: str, out: str, *, steps: int = 2000, batch: int = 256
     """Train the Lafite-NN perturbation network on a store's / zip's paired features; save to ``out``.
 
     Raises InputError for data without text features or a bad path."""
-    from ..training.mapper import mapper_loss, train_mapper
 
     if not out:
         raise InputError("no output file given", param="out")
-    import os
 
     folder = Path(out).expanduser().resolve().parent
     if Path(out).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):

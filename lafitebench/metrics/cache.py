@@ -17,6 +17,7 @@ import json
 import os
 import zipfile
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,6 @@ class RefStats:
 
 def decoder_versions() -> dict[str, str | None]:
     """Versions of the libraries that decode, resize and blur images (part of every cache key)."""
-    from importlib import metadata
 
     out: dict[str, str | None] = {}
     for name in ("pillow", "torch", "torchvision"):

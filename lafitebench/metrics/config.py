@@ -2,6 +2,7 @@
 next to its code (:mod:`lafitebench.options`), the single source of defaults for the API and the CLI."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -61,7 +62,6 @@ class EvalConfig(SoaOptions, ClipOptions, IsOptions, KidOptions, FidOptions, Inc
     :class:`~.kid.KidOptions`, :class:`~.isc.IsOptions`, :class:`~.clip_score.ClipOptions`,
     :class:`~.soa.SoaOptions`), where each is documented and checked."""
 
-
 #: The option groups in ``--help`` order; ``validate_config`` checks each.
 OPTION_GROUPS: tuple[type[Options], ...] = (RunOptions, InceptionOptions, FidOptions, KidOptions, IsOptions,
                                             ClipOptions, SoaOptions)
@@ -92,7 +92,6 @@ PROTOCOLS: dict[str, dict] = {
 
 def apply_protocol(config: "EvalConfig", name: str) -> "EvalConfig":
     """``config`` with the options of protocol ``name``. Raises InputError for an unknown name."""
-    import dataclasses
 
     if name not in PROTOCOLS:
         raise InputError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}", param="protocol")

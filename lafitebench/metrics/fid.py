@@ -23,7 +23,8 @@ import torch
 from ..errors import InputError
 from ..io.files import atomic_write
 from ..options import Cli, Options, option
-from .base import Metric, MetricOutput, MetricRow
+from .base import Metric, MetricOutput, MetricRow, count_tag
+from .blur import BLUR_PRESETS, describe_level
 
 POOL3_DIM = 2048
 
@@ -220,7 +221,6 @@ class FidOptions(Options):
     @classmethod
     def check(cls, config: Any) -> None:
         """Levels non-negative integers below half the resolution; a known preset, trace and covariance."""
-        from .blur import BLUR_PRESETS
 
         raw = [config.fid_blur] if isinstance(config.fid_blur, int) else list(config.fid_blur or [])
         if not raw:
@@ -244,7 +244,6 @@ class FidOptions(Options):
 
 def fid_metric_id(n: int, level: int, preset: str) -> str:
     """``fid{N}_blur{k}_{preset}`` (level 0 has no preset: ``fid{N}_blur0``)."""
-    from .base import count_tag
 
     return f"fid{count_tag(n)}_blur{level}" + (f"_{preset}" if level else "")
 
@@ -329,8 +328,6 @@ class FidMetric(Metric):
         return moment_stats(self, level)
 
     def compute(self) -> MetricOutput:
-        from .blur import describe_level
-
         cfg, ref = self.config, self.reference
         rows, values = [], {}
         population = getattr(cfg, "fid_covariance", "unbiased") == "population"

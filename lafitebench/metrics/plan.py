@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-
+from ..assets.weights import resolve
 from ..errors import InputError, LafitebenchError, WeightsError
 from ..registry import UnknownNameError
 from .base import FeatureKey, Metric
@@ -108,7 +108,6 @@ def _inception_classifier_missing(config: EvalConfig) -> str | None:
     """Reason IS cannot run with the configured Inception file (pool3-only), or None.
 
     Raises WeightsError when the Inception file itself is missing (every Inception metric needs it)."""
-    from ..assets.weights import resolve
 
     inc = resolve(os.fspath(config.inception_weights) if config.inception_weights else "inception-2015-12-05",
                   progress=config.progress)

@@ -5,14 +5,17 @@ import dataclasses
 import datetime as _dt
 import platform
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 import torch
 
+from .. import __version__
 from ..io.jsonable import to_jsonable
 from ..runtime import distributed as dist
 from .blur import BLUR_PRESETS
 from .cache import STATS_VERSION
+from .config import PROTOCOLS
 
 LIBRARIES = ("torch", "torchvision", "torch-fidelity", "open_clip_torch", "ultralytics", "numpy", "scipy", "pillow",
              "pandas")
@@ -25,7 +28,6 @@ def now_utc() -> str:
 
 def library_versions() -> dict[str, str | None]:
     """Versions of Python and of every library that can change a number."""
-    from importlib import metadata
 
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in LIBRARIES:
@@ -111,8 +113,6 @@ def _inception(rec: RunRecord, prov: dict[str, Any]) -> dict[str, Any]:
 
 
 def _protocol(config: Any) -> dict[str, Any]:
-    from .config import PROTOCOLS
-
     name = getattr(config, "protocol", "torch-fidelity")
     return {"name": name, "notes": PROTOCOLS.get(name, {}).get("notes"),
             "fid_covariance": getattr(config, "fid_covariance", "unbiased")}
@@ -120,7 +120,6 @@ def _protocol(config: Any) -> dict[str, Any]:
 
 def build_provenance(rec: RunRecord) -> dict[str, Any]:
     """The provenance dict of a result (JSON-able)."""
-    from .. import __version__
 
     prov: dict[str, Any] = {
         "lafitebench_version": __version__,

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..data.datasets import list_images
 from .merge import Measured
 from .plots import fid_blur_svg, soa_bars_svg
 from .render import footnotes, formatted
@@ -31,7 +32,6 @@ tr.measured td{font-weight:600;background:#f3f7fc}.notes{font-size:.8rem;color:#
 .grid{display:flex;flex-wrap:wrap;gap:.5rem}.grid figure{margin:0;width:128px;font-size:.7rem}
 .grid img{width:128px;height:128px;display:block}details{margin:.4rem 0}pre{font-size:.72rem;overflow-x:auto}
 """
-
 
 def _table_html(merged: pd.DataFrame) -> str:
     shown = formatted(merged)
@@ -84,8 +84,6 @@ def sample_grid(run: Measured, n: int = GRID_SIZE) -> str | None:
                 continue
             entries.append((root / str(row.get("file", "")), str(row.get("caption") or "")))
     else:
-        from ..data.datasets import list_images
-
         entries = [(p, "") for p in list_images(root)[:n]]
     figs = []
     for path, caption in entries:

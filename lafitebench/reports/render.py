@@ -10,6 +10,7 @@ import pandas as pd
 from rich.table import Table
 
 from ..io.jsonable import table_records
+from .merge import INFO_COLUMNS
 from .results import to_markdown
 
 UNVERIFIED = "*"
@@ -107,7 +108,6 @@ def board_table(board: pd.DataFrame, title: str) -> Table:
     """The leaderboard for an 80-column terminal: every metric as ``mean ± std`` (the std the
     files hold: across runs, or KID's own), ``runs`` and ``n`` as integers, the reference and why a
     model has several rows as numbered notes under the table; long cells fold, never "…"."""
-    from .merge import INFO_COLUMNS
 
     metrics = [c for c in board.columns if c not in INFO_COLUMNS and not str(c).endswith(" std")]
     t = Table(title=title, caption_justify="left")

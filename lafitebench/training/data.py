@@ -17,6 +17,9 @@ from typing import Any, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..data.images import pil_to_tensor, to_rgb
+from ..data.sources.official_zip import read_official_zip
+from ..data.store import FeatureStore, is_store
 from ..errors import InputError
 from ..runtime.rng import sample_seed
 
@@ -28,8 +31,6 @@ class TrainingData:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from ..data.store import FeatureStore, is_store
-
         self.path = Path(path).expanduser()
         self._order_key: tuple[int, int] | None = None
         self._order = torch.empty(0, dtype=torch.int64)
@@ -64,8 +65,6 @@ class TrainingData:
         return shard_of, d["img_features"], d["txt_features"], d["txt_offsets"]
 
     def _read_zip(self):
-        from ..data.sources.official_zip import read_official_zip
-
         meta = read_official_zip(self.path)
         if not meta["img_features"]:
             raise InputError(f"{self.path} has no clip_img_features: LAFITE training needs the CLIP image features "
@@ -89,7 +88,6 @@ class TrainingData:
             return _shard_slice(str(self._shards[k]), r)
         from PIL import Image
 
-        from ..data.images import pil_to_tensor, to_rgb
 
         with Image.open(io.BytesIO(_zip_handle(str(self.path)).read(self._members[i]))) as im:
             return pil_to_tensor(to_rgb(im))

@@ -16,7 +16,9 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..io.files import atomic_path
+from ..io.state_dict import safe_torch_load
 from ..models.pseudo_text import PerturbationNetwork
+from ..runtime.progress import progress as bar
 from .loss import contrastive_loss
 
 
@@ -52,7 +54,6 @@ def train_mapper(data, out: str | Path, *, steps: int = 2000, batch: int = 256, 
     Every ``save_every`` steps the network, Adam and the sampling RNG are saved (atomically) to
     ``<out>.state`` (a weights-only torch file); a call with the same settings continues from it
     and ends where an uninterrupted run would, then removes it."""
-    from ..runtime.progress import progress as bar
 
     img, txt = paired_features(data)
     g = torch.Generator().manual_seed(seed)
@@ -105,7 +106,6 @@ def _save_state(path: Path, settings: dict, step: int, net, opt, g: torch.Genera
 def _resume(path: Path, settings: dict, net, opt, g: torch.Generator, losses: list[float]) -> int:
     """Load a saved mapper state made with ``settings`` (weights-only: nothing in it executes);
     returns the step to continue from (0 without one; a state of other settings is ignored)."""
-    from ..io.state_dict import safe_torch_load
 
     if not path.is_file():
         return 0

@@ -28,15 +28,20 @@ from typing import Any, Callable
 
 import torch
 
+from ..checkpoints.native import save_native
+from ..data.tensor_set import CallableImageSet
 from ..errors import LafitebenchError
 from ..io.files import atomic_path, atomic_write, write_json_atomic
+from ..metrics.config import EvalConfig
+from ..metrics.engine import evaluate
+from ..models.pseudo_text import gaussian_pseudo_text
+from ..models.sampling import to_uint8
 from ..runtime import distributed
 from ..runtime.progress import progress, stderr_console
 from .config import TrainConfig
 from .data import TrainingData
 from .draws import round_draws
-from .loss import (CLIP_VIEW, Draws, Networks, Objective, PhaseLoss, contrastive_loss, d_main, d_reg, g_main,
-                   g_reg)
+from .loss import CLIP_VIEW, Draws, Networks, Objective, PhaseLoss, contrastive_loss, d_main, d_reg, g_main, g_reg
 
 STATE_PREFIX = "training-state-"
 SNAPSHOT_PREFIX = "network-snapshot-"
@@ -44,7 +49,6 @@ SNAPSHOT_PREFIX = "network-snapshot-"
 
 class TrainingDiverged(LafitebenchError):
     """A loss became NaN or infinite; the last good snapshot and state are left as they were."""
-
 
 class Phase:
     """One official training phase: its name, network, optimizer and interval."""
@@ -310,7 +314,6 @@ class Trainer:
 
     def _snapshot(self, extractor: Any, origin: dict[str, Any], tb: Any,
                   on_snapshot: Callable[[Path, float | None], None] | None) -> None:
-        from ..checkpoints.native import save_native
 
         kimg = self.nimg / 1000
         fid = _snapshot_fid(self, extractor) if extractor is not None else None
@@ -421,7 +424,6 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
 def _fixed_conditions(trainer: Trainer, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Latents and conditions for images 0..n-1 of the data: their first caption's feature, or
     (no captions) the Gaussian pseudo-text of their image feature; seeded, the same at every snapshot."""
-    from ..models.pseudo_text import gaussian_pseudo_text
 
     data = trainer.data
     g = torch.Generator().manual_seed(seed)
@@ -440,7 +442,6 @@ def _fixed_conditions(trainer: Trainer, n: int, seed: int) -> tuple[torch.Tensor
 def _grid(trainer: Trainer, path: Path) -> None:
     from PIL import Image
 
-    from ..models.sampling import to_uint8
 
     data = trainer.data
     n = min(8, data.n)
@@ -462,10 +463,6 @@ def _grid(trainer: Trainer, path: Path) -> None:
 def _snapshot_fid(trainer: Trainer, extractor: Any) -> float | None:
     """FID of G_ema against the first ``fid_num`` training images (conditions as for the grid),
     through the metric engine, shared across ranks under torchrun."""
-    from ..data.tensor_set import CallableImageSet
-    from ..metrics.config import EvalConfig
-    from ..metrics.engine import evaluate
-    from ..models.sampling import to_uint8
 
     data, cfg = trainer.data, trainer.cfg
     n = min(cfg.fid_num, data.n)
