@@ -42,11 +42,12 @@ def option_parameters(groups: Iterable[type[Options]], defaults: Any) -> list[in
                 continue
             value = getattr(defaults, f.name)
             shown = cli.from_value(value) if cli.from_value else value
-            opt = typer.Option(shown, *cli.flag.split(), help=f.metadata.get("help") or None, metavar=cli.metavar,
+            kind = _cli_type(f, value)
+            metavar = cli.metavar or {int: "N", float: "X"}.get(kind)  # narrower than "<int range> [x>=2]"
+            opt = typer.Option(shown, *cli.flag.split(), help=f.metadata.get("help") or None, metavar=metavar,
                                min=cli.minimum, max=cli.maximum,
                                rich_help_panel=f.metadata.get("panel") or group.PANEL)
-            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=opt,
-                                            annotation=_cli_type(f, value)))
+            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=kind))
     return params
 
 
