@@ -247,3 +247,16 @@ def test_coco_protocol_with_soa_on_real_images(zoo_env, shared_dir):
     soa = json.loads((out / "tiny-a" / "soa-result" / "results.json").read_text())["provenance"]
     assert soa["generation"]["split"]["id"].startswith("soa")
     assert len(list((out / "tiny-a" / "soa-samples").glob("*.png"))) == 4
+
+
+def test_missing_reference_images_are_named_before_any_model_runs(zoo_env, shared_dir):
+    """A COCO root without the reference split's images: the error names it before a single sample
+    is generated (the sweep checks the reference and the caption split first)."""
+    coco = zoo_env["tmp"] / "coco-no-train"
+    (coco / "annotations").mkdir(parents=True)
+    (coco / "annotations" / "captions_val2014.json").symlink_to(shared_dir / "assets/coco/captions_val2017.json")
+    out = zoo_env["tmp"] / "never"
+    r = runner.invoke(app, ["eval", "--dataset", "coco", "--data-root", str(coco), "--model", "tiny-a", "--num", "2",
+                            "--out", str(out), *zoo_env["clip"]])
+    assert r.exit_code == 2 and "train2014" in r.output and "Traceback" not in r.output, r.output
+    assert not out.exists()

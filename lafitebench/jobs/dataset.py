@@ -20,13 +20,14 @@ import pandas as pd
 from .. import settings
 from ..assets import zoo
 from ..data.registry import SOA_LISTS, EvalProtocol
+from ..data.splits import get_split
 from ..encoders.clip import resolve_clip_weights
 from ..errors import InputError, WeightsError
 from ..io.files import atomic_write
 from ..metrics.config import EvalConfig, apply_protocol
 from ..reports.results import load_result, to_markdown
 from ..runtime import distributed
-from .eval import EvalJob, run_eval
+from .eval import EvalJob, load_reference, run_eval
 from .generate import GenerateConfig
 
 SWEEP_FILE = "sweep.json"
@@ -58,6 +59,19 @@ class DatasetInputs:
         return dataclasses.replace(base, split=self.protocol.split, num=self.num,
                                    data_root=str(self.data_root) if self.data_root else None,
                                    captions_file=str(self.captions) if self.captions else None)
+
+    def check(self, generation: GenerateConfig, soa: bool) -> None:
+        """Read the reference set's file list and captions and each caption split the run will
+        generate from (cheap next to generating): a missing folder or caption file is an error
+        before any model runs.
+
+        Raises:
+            InputError: naming the folder or file.
+        """
+        load_reference(self.protocol.reference, self.data_root, self.captions, self.protocol.resolution,
+                       self.reference_split)
+        for gen in [self.generation(generation)] + ([self.generation(generation, soa=True)] if soa else []):
+            get_split(gen.split, data_root=gen.data_root, captions_file=gen.captions_file, seed=gen.seed)
 
     def provenance(self) -> dict[str, Any]:
         """The protocol as run (recorded in every result of it)."""
@@ -250,8 +264,9 @@ def run_sweep(inputs: DatasetInputs, out: str | Path, *, metrics: Sequence[str] 
         raise InputError(f"no zoo model is listed for data set {inputs.protocol.name!r} (manifest key `datasets`); "
                          "evaluate one with --model ID|PATH or a folder with --samples DIR", param="dataset")
     check_weights(models, generation)
-    out = Path(out)
     main_metrics, soa = split_metrics(metrics)
+    inputs.check(generation, soa)
+    out = Path(out)
     identity = _identity(inputs, metrics, config, generation, list(models))
     if distributed.is_main():
         _claim(out, identity, overwrite)
