@@ -144,7 +144,7 @@ def check_weights(models: Sequence[str], generation: GenerateConfig) -> None:
                 missing.append(f"CLIP text encoder {name} ({tag}): its weights are neither in the cache nor in "
                                "LAFITEBENCH_WEIGHTS; add them there, or pass --text-clip-model and --text-clip-weights")
     if missing:
-        raise WeightsError("the sweep needs weights that are not here:\n  - " + "\n  - ".join(missing)
+        raise WeightsError("missing weights (nothing was run):\n  - " + "\n  - ".join(missing)
                            + "\nProvide them, or evaluate one model with --model ID|PATH")
 
 
