@@ -109,7 +109,7 @@ def test_engine_equals_torch_fidelity(exact_result, weights, dirs, tmp_path):
 
 def test_table_and_provenance(exact_result, weights):
     t = exact_result.table
-    assert list(t.columns) == ["metric_id", "metric", "value", "std", "n", "higher_is_better", "notes"]
+    assert list(t.columns) == ["metric_id", "metric", "value", "std", "n", "higher_is_better", "notes", "ci_low", "ci_high"]
     assert list(t.metric_id) == ["is12_3splits_shuffled", "fid12_blur0", "fid12_blur2_lafite", "kid12_s6x10"]
     assert list(t.metric) == ["IS", "FID-0", "FID-2", "KID"]
     assert list(t.higher_is_better) == [True, False, False, False]
@@ -236,7 +236,7 @@ def no_forward(monkeypatch):
 @pytest.mark.parametrize("kw, match", [
     (dict(metrics=["kid"], kid_subset_size=1000), "KID subset size 1000 is larger than a set"),
     (dict(metrics=["is"], isc_splits=20), "at least 20 images"),
-    (dict(metrics=["fdi"]), "Did you mean 'fid'"),
+    (dict(metrics=["fidd"]), "Did you mean 'fid'"),
     (dict(metrics=["fid"], fid_blur=[-1]), "non-negative"),
     (dict(metrics=["fid"], fid_blur=[2], blur_preset="gauss"), "blur_preset"),
     (dict(metrics=["clip"]), "caption"),
@@ -290,7 +290,8 @@ def test_bad_images_skipped_on_request(weights, dirs, bad_samples):
 # --- registry and other accumulators --------------------------------------------------------------
 
 def test_metrics_registry():
-    assert set(METRICS.names()) == {"fid", "kid", "is", "clip", "soa"}
+    assert set(METRICS.names()) == {"fid", "kid", "is", "clip", "soa", "fd", "clip-fd", "kd", "cmmd", "prdc"}
+    assert METRICS.canonical_name("fd-dinov2") == "fd"
     assert METRICS.canonical_name("isc") == "is"
     assert METRICS.get("clip").__name__ == "ClipScoreMetric"
     assert METRICS.get("soa").__name__ == "SoaMetric"

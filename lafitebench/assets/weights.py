@@ -85,7 +85,8 @@ class WeightsSpec:
     @property
     def param(self) -> str:
         """The API parameter that takes this file explicitly (the CLI names its flag)."""
-        return {"inception": "inception_weights", "clip": "clip_weights", "yolo": "detector"}.get(self.kind, "weights")
+        return {"inception": "inception_weights", "clip": "clip_weights", "yolo": "detector",
+                "dinov2": "backbone_weights"}.get(self.kind, "weights")
 
     def matches(self, digest: str) -> str | None:
         """Return ``"sha256"`` / ``"sha256-prefix"`` if ``digest`` matches this spec, else None."""
@@ -224,6 +225,24 @@ for _n in _YOLO_NAMES:
     )
 del _n
 
+#: Meta's released DINOv2 backbones (the files torch.hub's ``facebookresearch/dinov2`` loads).
+#: Meta publishes no hashes: the computed sha256 is recorded with every result.
+DINOV2_SIZES = {"s": 384, "b": 768, "l": 1024, "g": 1536}
+for _k in DINOV2_SIZES:
+    _f = f"dinov2_vit{_k}14_pretrain.pth"
+    WEIGHTS.register(
+        f"dinov2-vit{_k}14",
+        WeightsSpec(
+            name=f"dinov2-vit{_k}14",
+            filename=_f,
+            urls=(f"https://dl.fbaipublicfiles.com/dinov2/dinov2_vit{_k}14/{_f}",),
+            license="Apache-2.0 (Meta DINOv2)",
+            how_to_get=f"download {_f} from Meta's DINOv2 release (the file torch.hub's dinov2_vit{_k}14 loads)",
+            kind="dinov2",
+        ),
+    )
+del _k, _f
+
 _HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"  # open_clip.constants.HF_WEIGHTS_NAME
 _HEX_SUFFIX = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 
@@ -347,7 +366,7 @@ def _how_to_provide(spec: WeightsSpec) -> str:
     return (
         f"file {spec.filename!r}, expected sha256 {spec.expected_hash_text}, URL {url_txt}. "
         f"How to get it: {spec.how_to_get}. Then provide it in one of three ways: "
-        f"(1) pass its path with {spec.param}=PATH, "
+        f"(1) pass its path with {spec.param}={spec.name + '=' if spec.kind == 'dinov2' else ''}PATH, "
         f"(2) put it at {env_txt}, or "
         f"(3) put it in the cache at {cache_path(spec)}. "
         f"Without internet, {settings.ENV_OFFLINE}=1 skips download attempts."

@@ -27,7 +27,9 @@ D = EvalConfig()  # the one source of defaults
 DEFAULT_SAMPLES, DEFAULT_REFERENCE = "coco-mini:a", "coco-mini:b"
 
 EVAL_HELP = """Compute IS, FID, FID-k, KID, CLIP score and SOA for a folder of generated images,
-a model, or (--dataset) a data set's protocol as the paper ran it.
+a model, or (--dataset) a data set's protocol as the paper ran it; and, in the
+same pass, FD-DINOv2, CLIP-FD, KD, CMMD and precision/recall/density/coverage
+on feature backbones, with --bootstrap intervals and toolkit --preset s.
 
 Under torchrun each process takes a shard of both sets; the result equals a
 single-process run (FID to 1e-9 relative, the others exactly).
@@ -45,6 +47,8 @@ Examples:
       --metrics clip --clip-model ViT-B-16
   lafitebench eval --samples out/ --reference real/ --metrics fid,kid \\
       --json > result.json
+  lafitebench eval --samples out/ --reference real/ --bootstrap 200 \\
+      --metrics fid,fd-dinov2,clip-fd,cmmd,prdc
   torchrun --standalone --nproc_per_node 4 -m lafitebench eval \\
       --samples out/samples --reference coco --data-root /data/coco
 """
@@ -57,8 +61,8 @@ SAMPLES, REFERENCE, METRICS, OUTPUT = "Samples", "Reference", "Metrics", "Output
 
 
 @boundary
-@with_options(OPTION_GROUPS, D, panels=(SAMPLES, REFERENCE, METRICS, "FID / KID", "IS", "CLIP score", "SOA", OUTPUT,
-                                       "Performance"))
+@with_options(OPTION_GROUPS, D, panels=(SAMPLES, REFERENCE, METRICS, "FID / KID", "IS", "CLIP score", "SOA",
+                                       "Backbones", OUTPUT, "Performance"))
 def eval_cmd(
     dataset: Optional[str] = typer.Option(None, "--dataset", metavar="NAME", rich_help_panel=SAMPLES,
                                           help="A data set's evaluation protocol as the paper ran it (reference, caption "
@@ -107,8 +111,9 @@ def eval_cmd(
                                              help="With --dataset coco and soa in --metrics: the SOA caption lists "
                                                   "(label_XX_name.pkl); or set LAFITEBENCH_SOA_LISTS."),
     metrics: str = typer.Option("auto", "--metrics", metavar="LIST", rich_help_panel=METRICS,
-                                help="Comma-separated: fid,kid,is,clip,soa. 'auto' computes all whose inputs exist "
-                                     "and says why the others were left out."),
+                                help="Comma-separated: fid,kid,is,clip,soa, and on feature backbones fd-dinov2, "
+                                     "clip-fd, kd, cmmd, prdc (precision/recall/density/coverage). 'auto' computes "
+                                     "the first five whose inputs exist and says why the others were left out."),
     protocol: Optional[str] = typer.Option(None, "--protocol", metavar="NAME", rich_help_panel=METRICS,
                                            help=f"Named protocol: {D.protocol} (default; --dataset: the data set's) or "
                                                 "lafite-official (covariance / N, IS splits in generation order; use "
@@ -257,7 +262,10 @@ def _show(job, as_json: bool, compare: str | None) -> None:
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
         return
     out_console.print(_compared(res.provenance))
-    shown = res.table[["metric_id", "metric", "value", "std", "n"]].copy()
+    cols = ["metric_id", "metric", "value", "std", "n"]
+    if res.table[["ci_low", "ci_high"]].notna().any().any():
+        cols += ["ci_low", "ci_high"]  # --bootstrap: the 95 % interval
+    shown = res.table[cols].copy()
     degenerate = _degenerate_kid(res)
     shown.loc[shown.metric_id.isin(degenerate), "std"] = float("nan")  # every subset is the same set: no spread
     out_console.print(rich_table(shown, title="lafitebench eval"))

@@ -16,7 +16,13 @@ A metric is a subclass of :class:`Metric`, registered by one line in
    with ``add_state`` as ``"sum"`` (all-reduced) or ``"cat"`` (rows gathered and put back in
    sample-index order), so no metric writes its own reduction.
 6. ``compute()`` → :class:`MetricOutput` (typed rows, optional tables, JSON-able details).
-7. ``reset()`` restores the declared defaults.
+7. ``bootstrap(draws)`` (optional, with ``--bootstrap N``): each row's value on resampled rows,
+   for its 95 % interval (``ci_low``/``ci_high``).
+8. ``reset()`` restores the declared defaults.
+
+Metrics computed from whole backbone feature matrices (FD, KD, CMMD, P/R/D/C) derive from
+:class:`~lafitebench.metrics.embedding.EmbeddingMetric`: they declare ``feature_specs(config)``
+and receive both sets' rows with ``bind_embeddings`` before ``compute``.
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ if TYPE_CHECKING:
 #: ``("pool3" | "logits", blur level)`` on samples; ``("moments" | "rows", level)`` on the reference.
 FeatureKey = tuple[str, int]
 REDUCTIONS = ("sum", "cat")
-TABLE_COLUMNS = ["metric_id", "metric", "value", "std", "n", "higher_is_better", "notes"]
+TABLE_COLUMNS = ["metric_id", "metric", "value", "std", "n", "higher_is_better", "notes", "ci_low", "ci_high"]
 
 
 @dataclass(frozen=True)
@@ -51,12 +57,15 @@ class MetricRow:
     n: int | None = None
     higher_is_better: bool = True
     notes: str = ""
+    ci_low: float = math.nan
+    ci_high: float = math.nan
 
     def as_record(self) -> dict[str, Any]:
         """The row in the result table's column names (:data:`TABLE_COLUMNS`)."""
         return {"metric_id": self.id, "metric": self.name, "value": float(self.value),
                 "std": math.nan if self.std is None else float(self.std), "n": self.n,
-                "higher_is_better": bool(self.higher_is_better), "notes": self.notes}
+                "higher_is_better": bool(self.higher_is_better), "notes": self.notes,
+                "ci_low": float(self.ci_low), "ci_high": float(self.ci_high)}
 
 
 @dataclass
@@ -141,6 +150,11 @@ class Metric:
 
     def provenance(self) -> dict[str, Any]:
         """Extra JSON-able facts about how the metric ran (weights, detector, ...)."""
+        return {}
+
+    def bootstrap(self, draws: list[Any]) -> dict[str, list[float]]:
+        """Replicate values per row id, one per draw (an index array into the samples, in sample
+        order; see :mod:`.bootstrap`), after :meth:`compute`. Default: none (no interval)."""
         return {}
 
     # --- states ------------------------------------------------------------------------------------

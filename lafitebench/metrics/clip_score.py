@@ -177,6 +177,12 @@ class ClipScoreMetric(Metric):
         notes = CLIP_SCORE_NOTES + (" RANDOM CLIP WEIGHTS (test only)." if info.get("random_init") else "")
         row = MetricRow(clip_metric_id(info.get("model"), info.get("pretrained"), info.get("weights_sha256")),
                         "CLIP score", float(s.mean()), float(s.std(ddof=0)), int(s.size), True, notes)
+        self._id = row.id
         details = {"clip_score": float(s.mean()), "std": float(s.std(ddof=0)), "n": int(s.size),
                    "n_truncated": int(self.value("n_truncated")), **self.provenance()}
         return MetricOutput(rows=[row], details=details)
+
+    def bootstrap(self, draws: list[Any]) -> dict[str, list[float]]:
+        """The mean of each resampled set of per-pair scores."""
+        s = self.rows("scores").numpy()
+        return {self._id: [float(s[idx].mean()) for idx in draws]}

@@ -6,15 +6,20 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..encoders.backbone import BackboneOptions
 from ..encoders.inception import InceptionOptions
 from ..errors import InputError
 from ..options import Cli, Options, option, positive_int
 from ..runtime.device import resolve_device
 from ..runtime.rng import check_seed
 from .clip_score import ClipOptions
+from .cmmd import CmmdOptions
+from .fd import FdOptions
 from .fid import FidOptions
 from .isc import IsOptions
 from .kid import KidOptions
+from .prdc import PrdcOptions
+from .presets import PresetOptions
 from .soa import SoaOptions
 
 #: The FID-k blur levels of LAFITE's tables.
@@ -28,7 +33,8 @@ class RunOptions(Options):
     PANEL = "Performance"
 
     metrics: list[str] = option(default_factory=lambda: ["is", "fid"],
-                                help="Names from the metric registry (fid, kid, is, clip, soa), or 'auto'.")
+                                help="Names from the metric registry (fid, kid, is, clip, soa, fd-dinov2, clip-fd, kd, "
+                                     "cmmd, prdc), or 'auto' (the first five).")
     resolution: int = option(256, "Evaluation resolution (images of other sizes are resized, bicubic).",
                              cli=Cli("--resolution", minimum=8), panel="Samples")
     batch_size: int = option(32, "Images per forward pass (results do not depend on it).", cli=Cli("--batch-size", minimum=1))
@@ -55,16 +61,20 @@ class RunOptions(Options):
 
 
 @dataclass
-class EvalConfig(SoaOptions, ClipOptions, IsOptions, KidOptions, FidOptions, InceptionOptions, RunOptions):
+class EvalConfig(PrdcOptions, CmmdOptions, FdOptions, BackboneOptions, PresetOptions, SoaOptions, ClipOptions,
+                 IsOptions, KidOptions, FidOptions, InceptionOptions, RunOptions):
     """Every option of an evaluation (all of it is recorded in the result's provenance): the
     fields of :class:`RunOptions` and of each metric's and backbone's options
     (:class:`~lafitebench.encoders.inception.InceptionOptions`, :class:`~.fid.FidOptions`,
     :class:`~.kid.KidOptions`, :class:`~.isc.IsOptions`, :class:`~.clip_score.ClipOptions`,
-    :class:`~.soa.SoaOptions`), where each is documented and checked."""
+    :class:`~.soa.SoaOptions`, :class:`~.presets.PresetOptions`,
+    :class:`~lafitebench.encoders.backbone.BackboneOptions`, :class:`~.fd.FdOptions`,
+    :class:`~.cmmd.CmmdOptions`, :class:`~.prdc.PrdcOptions`), where each is documented and checked."""
 
 #: The option groups in ``--help`` order; ``validate_config`` checks each.
-OPTION_GROUPS: tuple[type[Options], ...] = (RunOptions, InceptionOptions, FidOptions, KidOptions, IsOptions,
-                                            ClipOptions, SoaOptions)
+OPTION_GROUPS: tuple[type[Options], ...] = (RunOptions, PresetOptions, InceptionOptions, FidOptions, KidOptions,
+                                            IsOptions, ClipOptions, SoaOptions, BackboneOptions, FdOptions,
+                                            CmmdOptions, PrdcOptions)
 
 
 def validate_config(config: EvalConfig) -> None:

@@ -14,6 +14,7 @@ Metric ids spell out the protocol, e.g. ``fid30k_blur2_lafite``, ``is30k_10split
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,20 +22,24 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ..encoders.backbone import Embedder, FeatureSpec, load_embedder
 from ..encoders.inception import load_inception
 from ..errors import InputError, LafitebenchError
 from ..runtime import distributed as dist
 from ..runtime.device import resolve_device
 from ..runtime.progress import progress as _progress
 from .base import Metric, MetricOutput, rows_to_table
+from .bootstrap import CONFIDENCE, draw, interval
 from .cache import RefStatsCache
 from .config import PAPER_BLUR_LEVELS, EvalConfig  # noqa: F401 (public names of the engine)
-from .features import InceptionStage, feed
+from .embedding import EmbeddingCollector, EmbeddingMetric, EmbeddingStage, FeatureCache, lookup, store
+from .features import CombinedStage, InceptionStage, feed
 from .fid import fid_metric_id  # noqa: F401
 from .isc import is_metric_id  # noqa: F401
 from .kid import kid_metric_id  # noqa: F401
 from .base import count_tag  # noqa: F401
 from .plan import Plan, make_plan
+from .presets import resolve_preset
 from .provenance import RunRecord, build_provenance, now_utc
 from .reference import ReferenceStats, reference_statistics
 from .registry import METRICS  # noqa: F401
@@ -80,37 +85,85 @@ def _context(extractor: Any) -> dict[str, Any]:
             "logits_dim": int(getattr(extractor, "logits_dim", 1008))}
 
 
+@dataclass
+class Backbones:
+    """The loaded backbones of a run, their stage, the feature cache and what it served."""
+
+    embedders: dict[str, Embedder]
+    specs: set[FeatureSpec]
+    cache: FeatureCache | None
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stage(self) -> EmbeddingStage | None:
+        return EmbeddingStage(self.embedders, self.specs) if self.specs else None
+
+    def collector(self, image_set: Any, side: str, config: EvalConfig
+                  ) -> tuple[dict[FeatureSpec, torch.Tensor], EmbeddingCollector | None, dict]:
+        """Rows of ``image_set`` found in the cache, a collector for the others (or None), keys."""
+        found, todo, keys = lookup(image_set, self.specs, self.embedders, config, self.cache)
+        self.report[side] = {"hits": sorted(fs.tag for fs in found), "computed": sorted(fs.tag for fs in todo)}
+        if not todo:
+            return found, None, keys
+        dims = {b: e.dim for b, e in self.embedders.items()}
+        return found, EmbeddingCollector(config, {"specs": set(todo), "dims": dims}), keys
+
+    def finish(self, found: dict, collector: EmbeddingCollector | None, keys: dict) -> dict[FeatureSpec, torch.Tensor]:
+        """All rows: the cached ones and the collected ones (written to the cache)."""
+        rows = dict(found)
+        if collector is not None:
+            new = collector.result()
+            store(self.cache, keys, new)
+            rows.update(new)
+        return rows
+
+    def provenance(self) -> dict[str, Any]:
+        return {"backbones": {b: e.provenance() for b, e in self.embedders.items()},
+                "features": sorted(fs.tag for fs in self.specs), "feature_cache": self.report}
+
+
+def _backbones(plan: Plan, config: EvalConfig, extractor: Any) -> Backbones:
+    embedders = {b: load_embedder(b, config, extractor) for b in plan.backbones}
+    return Backbones(embedders, set(plan.feature_specs), FeatureCache() if config.use_cache else None)
+
+
 def _reference(plan: Plan, reference: Any, extractor: Any, config: EvalConfig, bar: Any,
-               rec: RunRecord) -> ReferenceStats | None:
-    if not plan.reference_keys:
+               rec: RunRecord, bb: Backbones) -> ReferenceStats | None:
+    if not plan.reference_keys and not plan.feature_specs:
         return None
     t0 = time.perf_counter()
     levels = plan.levels("reference")
     cache = RefStatsCache() if config.use_cache else None
+    found, collector, keys = bb.collector(reference, "reference", config) if bb.specs else ({}, None, {})
     stats, report = reference_statistics(reference, extractor, levels, config.blur_preset,
-                                         ("rows", 0) in plan.reference_keys, config, cache, bar)
+                                         ("rows", 0) in plan.reference_keys, config, cache, bar,
+                                         extra=(collector,) if collector else (), embedding_stage=bb.stage)
     rec.cache, rec.cache_report = cache, report
     rec.timing["reference_s"] = time.perf_counter() - t0
-    n = next(iter(stats.values())).stats.n if stats else 0
-    return ReferenceStats(name=getattr(reference, "name", None), n=n, levels=stats, report=report)
+    rows = bb.finish(found, collector, keys) if bb.specs else {}
+    n = next(iter(stats.values())).stats.n if stats else (len(next(iter(rows.values()))) if rows else 0)
+    return ReferenceStats(name=getattr(reference, "name", None), n=n, levels=stats, report=report, embeddings=rows)
 
 
 def _samples_pass(plan: Plan, samples: Any, metrics: dict[str, Metric], extractor: Any, config: EvalConfig,
-                  bar: Any, rec: RunRecord) -> None:
+                  bar: Any, rec: RunRecord, bb: Backbones) -> dict[FeatureSpec, torch.Tensor]:
     t0 = time.perf_counter()
     stage = InceptionStage(extractor, config.blur_preset) if extractor is not None else None
-    seen = feed(samples, metrics.values(), stage, config, bar, f"samples ({', '.join(plan.names)})")
+    found, collector, keys = bb.collector(samples, "samples", config) if bb.specs else ({}, None, {})
+    fed = [*metrics.values(), *([collector] if collector else [])]
+    seen = feed(samples, fed, CombinedStage(stage, bb.stage), config, bar, f"samples ({', '.join(plan.names)})")
     if config.skip_bad:
         samples.skipped = [f for part in dist.gather_objects(samples.skipped) for f in part]
     rec.n_samples = int(dist.all_reduce_sum(torch.tensor(seen)))
     if rec.n_samples == 0:
         raise InputError(f"no readable images in samples {getattr(samples, 'name', '')!r}")
-    for m in metrics.values():
+    for m in fed:
         m.sync()
     if stage is not None:
         rec.sample_stage = stage.provenance()
         rec.sample_stage["forwards"] = int(dist.all_reduce_sum(torch.tensor(stage.forwards)))
     rec.timing["samples_s"] = time.perf_counter() - t0
+    return bb.finish(found, collector, keys) if bb.specs else {}
 
 
 def _compute(metrics: dict[str, Metric], rec: RunRecord) -> tuple[list[Any], dict[str, MetricOutput], dict[str, str]]:
@@ -160,7 +213,7 @@ def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = No
         WeightsError: a weights file is missing / has the wrong hash / Inception has no
             classifier while IS is requested.
     """
-    config = config or EvalConfig()
+    config = resolve_preset(config or EvalConfig())
     started = time.perf_counter()
     plan = make_plan(samples, reference, config)
     dist.init(resolve_device(config.device))
@@ -170,17 +223,21 @@ def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = No
                     sample_levels=plan.levels("samples"))
     extractor = rec.extractor = _load_extractor(plan, config, extractor)
     context = _context(extractor)
+    bb = _backbones(plan, config, extractor)
     with _progress(disable=not (config.progress and dist.is_main())) as bar:
-        ref = _reference(plan, reference, extractor, config, bar, rec)
+        ref = _reference(plan, reference, extractor, config, bar, rec, bb)
         metrics = {n: cls(config, context) for n, cls in plan.classes.items()}
         for m in metrics.values():
             if type(m).needs_reference:
                 m.bind_reference(ref)
-        _samples_pass(plan, samples, metrics, extractor, config, bar, rec)
+        sample_rows = _samples_pass(plan, samples, metrics, extractor, config, bar, rec, bb)
     outcome: tuple[str, Any] | None = None
     if dist.is_main():
         try:
-            outcome = ("ok", _result(plan, metrics, ref, rec, started))
+            for m in metrics.values():
+                if isinstance(m, EmbeddingMetric):
+                    m.bind_embeddings(sample_rows, ref.embeddings)
+            outcome = ("ok", _result(plan, metrics, ref, rec, started, bb))
         except LafitebenchError as e:  # every rank raises it, none waits forever
             outcome = ("error", e)
     outcome = dist.broadcast_object(outcome)
@@ -189,13 +246,41 @@ def evaluate(samples: Any, reference: Any | None, config: EvalConfig | None = No
     return outcome[1]
 
 
+def _intervals(metrics: dict[str, Metric], outputs: dict[str, MetricOutput], rows: list[Any], config: EvalConfig,
+               n: int, rec: RunRecord) -> tuple[list[Any], dict[str, Any]]:
+    """Rows with their bootstrap interval (``config.bootstrap`` replicates of the samples)."""
+    t0 = time.perf_counter()
+    draws = [draw(config.seed, b, n) for b in range(config.bootstrap)]
+    reps: dict[str, list[float]] = {}
+    for name, m in metrics.items():
+        if name in outputs:
+            reps.update(m.bootstrap(draws))
+    out = []
+    for r in rows:
+        lo, hi = interval(reps[r.id]) if r.id in reps else (float("nan"), float("nan"))
+        out.append(dataclasses.replace(r, ci_low=lo, ci_high=hi))
+    rec.timing["bootstrap_s"] = time.perf_counter() - t0
+    info = {"replicates": config.bootstrap, "seed": config.seed, "confidence": CONFIDENCE,
+            "method": "percentile bootstrap over the generated set's per-image features/terms, reference fixed "
+                      "(recall/coverage: over the reference points' terms); no new forward passes",
+            "rows_with_interval": sorted(reps), "rows_without": sorted(r.id for r in rows if r.id not in reps)}
+    return out, info
+
+
 def _result(plan: Plan, metrics: dict[str, Metric], ref: ReferenceStats | None, rec: RunRecord,
-            started: float) -> EvalResult:
+            started: float, bb: Backbones | None = None) -> EvalResult:
     rows, outputs, failed = _compute(metrics, rec)
+    boot = None
+    if rec.config.bootstrap:
+        rows, boot = _intervals(metrics, outputs, rows, rec.config, rec.n_samples, rec)
     rec.n_reference = ref.n if ref is not None else 0
     rec.timing["total_s"] = time.perf_counter() - started
     tables = {k: v for out in outputs.values() for k, v in out.tables.items()}
     prov = build_provenance(rec)
+    if bb is not None and bb.specs:
+        prov.update(bb.provenance())
+    if boot is not None:
+        prov["bootstrap"] = boot
     if failed:
         prov["metrics_failed"] = failed
     return EvalResult(table=rows_to_table(rows), provenance=prov, per_class=tables.get("soa_per_class"),

@@ -70,6 +70,24 @@ class InceptionStage:
         return {"forwards": self.forwards, "forward_s": round(self.forward_s, 3), "blur_s": round(self.blur_s, 3)}
 
 
+class CombinedStage:
+    """The Inception stage and the backbone stage (:class:`~.embedding.EmbeddingStage`) over the
+    same decoded batch: backbone keys (``"emb:..."``) go to the latter, which may reuse the
+    Inception stage's level-0 pool3; every other key to the former."""
+
+    def __init__(self, inception: "InceptionStage | None", embedding: Any = None) -> None:
+        self.inception, self.embedding = inception, embedding
+
+    def __call__(self, images: torch.Tensor, keys: Iterable[FeatureKey]) -> dict[FeatureKey, torch.Tensor]:
+        keys = set(keys)
+        emb = {k for k in keys if str(k[0]).startswith("emb:")}
+        inc = (keys - emb) | (self.embedding.inception_keys(emb) if self.embedding is not None else set())
+        out = self.inception(images, inc) if inc else {}
+        if emb:
+            out.update(self.embedding(images, emb, out))
+        return out
+
+
 def feed(image_set: Any, metrics: Iterable[Any], stage: "InceptionStage | None", config: Any,
          bar: Any = None, label: str = "") -> int:
     """One pass over this process's shard of ``image_set``: decode each batch once, compute the

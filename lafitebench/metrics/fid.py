@@ -24,6 +24,7 @@ from ..errors import InputError
 from ..io.files import atomic_write
 from ..options import Cli, Options, option
 from .base import Metric, MetricOutput, MetricRow, count_tag
+from .bootstrap import counts, weighted_moments
 from .blur import BLUR_PRESETS, describe_level
 
 POOL3_DIM = 2048
@@ -290,6 +291,8 @@ class FidMetric(Metric):
         dim = int(self.context.get("pool3_dim", POOL3_DIM))
         for k in self.levels:
             add_moment_states(self, k, dim)
+            if getattr(self.config, "bootstrap", 0):  # the rows, for resampling
+                self.add_state(f"rows{k}", reduce="cat", row_shape=(dim,), dtype=torch.float32)
         self.reference = None
 
     @classmethod
@@ -320,8 +323,27 @@ class FidMetric(Metric):
         self.reference = reference
 
     def update(self, batch: Any) -> None:
+        idx = self.indices_of(batch) if getattr(self.config, "bootstrap", 0) else None
         for k in self.levels:
             add_moments(self, k, batch.features[("pool3", k)])
+            if idx is not None:
+                self.append(f"rows{k}", batch.features[("pool3", k)], idx)
+
+    def bootstrap(self, draws: list[np.ndarray]) -> dict[str, list[float]]:
+        """FID of each resampled sample set (weighted float64 moments) against the fixed reference."""
+        out: dict[str, list[float]] = {}
+        for k, rid in zip(self.levels, self._ids):
+            x = self.rows(f"rows{k}").numpy()
+            _, ref, factor = self._pair(k)
+            population = getattr(self.config, "fid_covariance", "unbiased") == "population"
+            scale = (len(x) - 1) / len(x) if population else 1.0  # as to_population
+            vals = []
+            for idx in draws:
+                mu, sigma = weighted_moments(x, counts(idx, len(x)))
+                vals.append(fid_from_stats(FidStats(mu, sigma * scale, len(x)), ref, method=self.config.fid_trace,
+                                           factor_b=factor))
+            out[rid] = vals
+        return out
 
     def stats(self, level: int) -> FidStats:
         """The samples' FID statistics at ``level``."""
@@ -341,5 +363,6 @@ class FidMetric(Metric):
                                   notes=f"{describe_level(cfg.blur_preset, k)}; reference {ref.name} ({ref.n} images); "
                                         f"{self.context.get('inception_tag', 'Inception')} pool3; {cov}"))
             values[k] = value
+        self._ids = [r.id for r in rows]
         return MetricOutput(rows=rows, details={"values": values, "trace": cfg.fid_trace,
                                                 "covariance": "population" if population else "unbiased"})

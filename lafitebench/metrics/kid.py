@@ -142,4 +142,12 @@ class KidMetric(Metric):
         row = MetricRow(kid_metric_id(n, cfg.kid_subset_size, cfg.kid_subsets), "KID", mean, std, n, False,
                         f"unbiased MMD^2, kernel (x.y/2048+1)^3, {cfg.kid_subsets} subsets of {cfg.kid_subset_size} "
                         f"(seed {cfg.seed}); reference {ref.name} ({ref.n})")
+        self._id = row.id
         return MetricOutput(rows=[row], details={"mean": mean, "std": std})
+
+    def bootstrap(self, draws: list[np.ndarray]) -> dict[str, list[float]]:
+        """KID of each resampled sample set (same subsets seed) against the fixed reference."""
+        cfg, feats = self.config, self.rows("features").numpy()
+        ref = self.reference.levels[0].features
+        return {self._id: [kid_from_features(feats[idx], ref, cfg.kid_subsets, cfg.kid_subset_size, cfg.seed)[0]
+                           for idx in draws]}

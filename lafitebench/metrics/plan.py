@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ..assets.weights import resolve
+from ..encoders.backbone import FeatureSpec, backbone_spec, resolve_backbone_weights
 from ..errors import InputError, LafitebenchError, WeightsError
 from ..registry import UnknownNameError
 from .base import FeatureKey, Metric
 from .config import EvalConfig, validate_config
-from .registry import METRICS, ROW_ORDER
+from .presets import check_preset_metrics
+from .registry import METRICS, NOT_AUTO, ROW_ORDER
 
 AUTO = "auto"
 
@@ -30,6 +32,12 @@ class Plan:
     sample_keys: set[FeatureKey] = field(default_factory=set)
     reference_keys: set[FeatureKey] = field(default_factory=set)
     skipped: dict[str, str] = field(default_factory=dict)
+    feature_specs: set[FeatureSpec] = field(default_factory=set)
+
+    @property
+    def backbones(self) -> list[str]:
+        """The feature backbones the embedding metrics read (sorted)."""
+        return sorted({fs.backbone for fs in self.feature_specs})
 
     @property
     def needs_reference(self) -> bool:
@@ -127,6 +135,8 @@ def select_auto(config: EvalConfig, samples: Any, reference: Any) -> tuple[list[
     inception_checked = False
     classifier_reason: str | None = None
     for name in [*ROW_ORDER, *[n for n in METRICS.names() if n not in ROW_ORDER]]:
+        if name in NOT_AUTO:  # backbone metrics are named explicitly: their weights are large downloads
+            continue
         cls = METRICS.get(name)
         uses_inception = bool(cls.sample_features(config) or cls.reference_features(config))
         if uses_inception and not inception_checked:
@@ -167,11 +177,20 @@ def make_plan(samples: Any, reference: Any, config: EvalConfig) -> Plan:
                          "real images)", param="reference")
     if needs_ref:
         check_set(reference, "reference", config)
+    check_preset_metrics(config, names)
     plan = Plan(names=names, classes=classes, skipped=skipped)
     for cls in classes.values():
         cls.check(config, samples, reference if cls.needs_reference else None)
         plan.sample_keys |= cls.sample_features(config)
         plan.reference_keys |= cls.reference_features(config)
+        if hasattr(cls, "feature_specs"):
+            plan.feature_specs |= cls.feature_specs(config)
+    for name in plan.backbones:  # every backbone's weights, before any image is read
+        spec = backbone_spec(name)
+        if spec.family == "inception":  # the Inception extractor, loaded (and checked) with FID's
+            plan.sample_keys.add(("pool3", 0))
+        else:
+            resolve_backbone_weights(spec, config)
     if not config.skip_bad:  # headers only: cheap, and names every unreadable file at once
         samples.validate(quick=True)
         if needs_ref:

@@ -18,7 +18,7 @@ import torch
 from ..runtime import distributed as dist
 from .base import FeatureKey, Metric, MetricOutput
 from .cache import CONTENT_FID, CONTENT_KID, RefStats, RefStatsCache, refstats_key
-from .features import InceptionStage, feed
+from .features import CombinedStage, InceptionStage, feed
 from .fid import POOL3_DIM, add_moment_states, add_moments, centred_factor, moment_stats, sqrt_factor
 
 
@@ -30,6 +30,7 @@ class ReferenceStats:
     n: int
     levels: dict[int, RefStats]
     report: dict[str, Any] = field(default_factory=dict)
+    embeddings: dict[Any, Any] = field(default_factory=dict)  # FeatureSpec → rows (backbone metrics)
 
 
 def extractor_identity(extractor: Any) -> dict[str, Any]:
@@ -102,17 +103,21 @@ def _keys_for(fingerprint: str, reference: Any, preset: str, level: int, ident: 
 
 def reference_statistics(reference: Any, extractor: Any, levels: list[int], preset: str, kid_features: bool,
                          config: Any, cache: RefStatsCache | None = None,
-                         progress: Any = None) -> tuple[dict[int, RefStats], dict[str, Any]]:
+                         progress: Any = None, extra: tuple[Metric, ...] = (),
+                         embedding_stage: Any = None) -> tuple[dict[int, RefStats], dict[str, Any]]:
     """Reference statistics for each blur level in ``levels``, from the cache or one pass.
 
     ``kid_features`` also keeps (and caches) the level-0 float32 pool3 features. Returns the
     stats per level (complete on rank 0; other ranks get the levels they computed) and a cache
     report ``{"hits": [...], "misses": [...], "files": {...}, "forwards": n}``.
 
+    ``extra`` collectors (the backbone features' :class:`~.embedding.EmbeddingCollector`) ride
+    along in the same pass, fed by ``embedding_stage``; they are synced here.
+
     Raises:
         InputError: unreadable images (unless ``config.skip_bad``) or too few images.
     """
-    ident = extractor_identity(extractor)
+    ident = extractor_identity(extractor) if extractor is not None else {}
     out: dict[int, RefStats] = {}
     report: dict[str, Any] = {"hits": [], "misses": [], "files": {}, "forwards": 0, "forward_s": 0.0}
     keys: dict[int, list[tuple[str, dict[str, Any]]]] = {}
@@ -129,18 +134,24 @@ def reference_statistics(reference: Any, extractor: Any, levels: list[int], pres
     hits = dist.broadcast_object(sorted(out))
     report["hits"] = list(hits)
     todo = [k for k in levels if k not in hits]
+    collectors: list[Metric] = list(extra)
     if todo:
         report["misses"] = todo
         dim = int(getattr(extractor, "pool3_dim", POOL3_DIM))
         collector = ReferenceCollector(config, {"levels": todo, "kid_features": kid_features and 0 in todo,
                                                 "keep_rows": len(reference.items) <= dim, "pool3_dim": dim})
-        stage = InceptionStage(extractor, preset)
-        feed(reference, [collector], stage, config, progress,
-             f"reference ({len(todo)} blur level{'s' if len(todo) > 1 else ''})")
-        collector.sync()
-        report["forwards"] = int(dist.all_reduce_sum(torch.tensor(stage.forwards)))
-        report["forward_s"] = stage.forward_s
-        if dist.is_main():
+        collectors.insert(0, collector)
+    if collectors:
+        stage = InceptionStage(extractor, preset) if extractor is not None else None
+        what = [f"{len(todo)} blur level{'s' if len(todo) > 1 else ''}"] if todo else []
+        what += ["backbone features"] if extra else []
+        feed(reference, collectors, CombinedStage(stage, embedding_stage), config, progress,
+             f"reference ({', '.join(what)})")
+        for c in collectors:
+            c.sync()
+        report["forwards"] = int(dist.all_reduce_sum(torch.tensor(stage.forwards if stage else 0)))
+        report["forward_s"] = stage.forward_s if stage else 0.0
+        if todo and dist.is_main():
             for k in todo:
                 out[k] = collector.stats(k, with_factor=config.fid_trace == "eigh")
                 if cache is not None:

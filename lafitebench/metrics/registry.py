@@ -11,6 +11,14 @@ METRICS.register("fid", "lafitebench.metrics.fid:FidMetric", aliases=("fid-k", "
 METRICS.register("kid", "lafitebench.metrics.kid:KidMetric")
 METRICS.register("clip", "lafitebench.metrics.clip_score:ClipScoreMetric", aliases=("clip_score", "clipscore"))
 METRICS.register("soa", "lafitebench.metrics.soa:SoaMetric")
+METRICS.register("fd", "lafitebench.metrics.fd:FdMetric", aliases=("fd-dinov2", "fd_dinov2"))
+METRICS.register("clip-fd", "lafitebench.metrics.fd:ClipFdMetric", aliases=("clip_fd", "clipfd"))
+METRICS.register("kd", "lafitebench.metrics.fd:KdMetric")
+METRICS.register("cmmd", "lafitebench.metrics.cmmd:CmmdMetric")
+METRICS.register("prdc", "lafitebench.metrics.prdc:PrdcMetric", aliases=("pr", "precision-recall"))
 
 #: The order of rows in a result table (metrics not listed keep the order they were requested in).
-ROW_ORDER = ("is", "fid", "kid", "clip", "soa")
+ROW_ORDER = ("is", "fid", "kid", "clip", "soa", "fd", "clip-fd", "kd", "cmmd", "prdc")
+
+#: Metrics "auto" never picks: their backbones are large downloads; name them in ``metrics``.
+NOT_AUTO = ("fd", "clip-fd", "kd", "cmmd", "prdc")

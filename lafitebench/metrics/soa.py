@@ -273,4 +273,15 @@ class SoaMetric(Metric):
         details = {"soa_c": soa_c, "soa_i": soa_i, "n": n, "n_classes": int(len(present)),
                    "absent_classes": list(absent.class_key), "denominator": denominator, **det,
                    "notes": f"{SOA_NOTES} {denominator}."}
+        self._ids = (id_c, id_i)
         return MetricOutput(rows=rows, tables={"soa_per_class": table}, details=details)
+
+    def bootstrap(self, draws: list[Any]) -> dict[str, list[float]]:
+        """SOA-C and SOA-I of each resampled set of images (their detections kept)."""
+        found, targets = self._detections()
+        out: dict[str, list[float]] = {self._ids[0]: [], self._ids[1]: []}
+        for idx in draws:
+            c, i, _ = soa_from_detections([found[j] for j in idx], [targets[j] for j in idx])
+            out[self._ids[0]].append(c)
+            out[self._ids[1]].append(i)
+        return out

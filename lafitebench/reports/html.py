@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..data.datasets import list_images
 from .merge import Measured
-from .plots import fid_blur_svg, soa_bars_svg
+from .plots import fid_blur_svg, intervals_svg, soa_bars_svg
 from .render import footnotes, formatted
 
 GRID_SIZE = 8
@@ -62,6 +62,18 @@ def _fid_curves(merged: pd.DataFrame) -> list[tuple[str, dict[str, float], bool]
         if len(vals) >= 2:
             curves.append((str(r["model"]).replace(" (measured)", ""), vals, r["source"] == "measured"))
     return curves
+
+
+def _interval_plots(board: pd.DataFrame) -> list[str]:
+    """An error-bar plot per metric that has bootstrap intervals in the leaderboard."""
+    out = []
+    for m in [c for c in board.columns if f"{c} ci_low" in board.columns]:
+        pts = [(str(r["model"]), float(r[m]), float(r[f"{m} ci_low"]), float(r[f"{m} ci_high"]))
+               for _, r in board.iterrows()
+               if not any(pd.isna(r.get(k)) for k in (m, f"{m} ci_low", f"{m} ci_high"))]
+        if pts:
+            out.append(f'<div class="plot interval">{intervals_svg(pts, str(m))}</div>')
+    return out
 
 
 def sample_grid(run: Measured, n: int = GRID_SIZE) -> str | None:
@@ -115,6 +127,7 @@ def report_html(title: str, tables: Sequence[tuple[str, str, pd.DataFrame]], boa
     if not board.empty:
         parts.append('<h2 id="leaderboard">Leaderboard of measured runs</h2>')
         parts.append(_plain_table(board))
+        parts.extend(_interval_plots(board))
     for k, run in enumerate(runs):
         parts.append(f'<h2 id="run-{k}">{html.escape(run.label)}'
                      f'{" · " + html.escape(str(run.split)) if run.split else ""}</h2>')

@@ -48,6 +48,7 @@ class Measured:
     world_size: int = 1
     soa_per_class: pd.DataFrame | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """The provenance fields a report row shows."""
@@ -67,6 +68,8 @@ def measured_from_result(table: pd.DataFrame, prov: dict[str, Any], source: str,
     model = (gen.get("model") or {})
     split = gen.get("split") or {}
     metrics = {str(m): float(v) for m, v in zip(table["metric"], table["value"]) if v is not None and not pd.isna(v)}
+    intervals = ({str(m): (float(lo), float(hi)) for m, lo, hi in zip(table["metric"], table["ci_low"], table["ci_high"])
+                  if not (pd.isna(lo) or pd.isna(hi))} if {"ci_low", "ci_high"} <= set(table.columns) else {})
     ns = [int(n) for n in table.get("n", pd.Series(dtype=float)).dropna()] if "n" in table else []
     names = set(metrics)
     det = (prov.get("metric_details", {}) or {}).get("soa", {}) if isinstance(prov.get("metric_details"), dict) else {}
@@ -89,7 +92,7 @@ def measured_from_result(table: pd.DataFrame, prov: dict[str, Any], source: str,
         versions={k: v for k, v in {"lafitebench": prov.get("lafitebench_version"), "torch": lib.get("torch"),
                                     "torch-fidelity": lib.get("torch-fidelity")}.items() if v},
         world_size=int((prov.get("distributed") or {}).get("world_size", 1) or 1),
-        provenance=prov)
+        provenance=prov, intervals=intervals)
 
 
 def find_results(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -141,6 +144,13 @@ def protocol_differences(m: Measured, table: PaperTable, dataset: str | None = N
 
 #: Leaderboard columns that are not metrics.
 INFO_COLUMNS = ("model", "split", "runs", "n", "reference", "checkpoint_sha256", "differs")
+#: Columns that qualify a metric column ``M``: ``M std``, ``M Δ`` and its 95 % interval.
+QUALIFIERS = (" std", " Δ", " ci_low", " ci_high")
+
+
+def is_metric_column(c: Any) -> bool:
+    """A metric's own column (not an info column, not ``M std`` / ``M Δ`` / ``M ci_low`` / ``M ci_high``)."""
+    return c not in INFO_COLUMNS and not str(c).endswith(QUALIFIERS)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -166,7 +176,8 @@ def protocol_key(m: Measured) -> dict[str, Any]:
     return {"reference": ref.get("fingerprint") or m.reference, "split": m.split_hash or m.split, "n": m.n,
             "resolution": cfg.get("resolution"), "blur_preset": m.blur_preset, "protocol": cfg.get("protocol"),
             "weights": m.checkpoint_sha256, "inception": (prov.get("inception") or {}).get("sha256"),
-            "detector": (m.detector, m.detector_conf), "clip_scorer": m.clip_scorer}
+            "detector": (m.detector, m.detector_conf), "clip_scorer": m.clip_scorer,
+            "preset": cfg.get("preset"), "features": prov.get("features")}
 
 
 def _shown(field: str, m: Measured) -> str:
@@ -206,6 +217,8 @@ def _aggregate_group(ms: list[Measured], all_groups: list[list[Measured]] | None
                            "differs": _differs(ms, all_groups or [ms])}
     for k in dict.fromkeys(k for m in ms for k in m.metrics):
         row[k], row[f"{k} std"] = _mean_std([m.metrics[k] for m in ms if k in m.metrics])
+        if len(ms) == 1 and k in ms[0].intervals:  # a run's bootstrap interval (several runs: their spread)
+            row[f"{k} ci_low"], row[f"{k} ci_high"] = ms[0].intervals[k]
     return row
 
 
@@ -216,7 +229,7 @@ def leaderboard(runs: Sequence[Measured], sort_by: str | None = None) -> pd.Data
     df = aggregate(runs)
     if df.empty:
         return df
-    metric_cols = [c for c in df.columns if c not in INFO_COLUMNS and not c.endswith(" std")]
+    metric_cols = [c for c in df.columns if is_metric_column(c)]
     key = sort_by or ("FID-0" if "FID-0" in metric_cols else (metric_cols[0] if metric_cols else None))
     if key is None:
         return df
@@ -292,4 +305,4 @@ def _grouped(runs: Sequence[Measured]) -> list[tuple[dict[str, Any], list[Measur
 
 
 __all__ = ["Measured", "measured_from_result", "find_results", "load_measured", "protocol_differences", "aggregate",
-           "leaderboard", "runs_for_table", "merge", "protocol_key", "INFO_COLUMNS"]
+           "leaderboard", "runs_for_table", "merge", "protocol_key", "INFO_COLUMNS", "is_metric_column"]

@@ -53,6 +53,21 @@ def fid_blur_svg(curves: Sequence[tuple[str, dict[str, float], bool]], title: st
     return _svg(plt, fig)
 
 
+def intervals_svg(points: Sequence[tuple[str, float, float, float]], metric: str) -> str:
+    """One metric across runs: each run's value (dot) and its 95 % bootstrap interval (error bar),
+    one row per (run label, value, low, high)."""
+    plt, (fig, ax) = _figure(6.4, 0.45 * len(points) + 1.0)
+    for y, (label, v, lo, hi) in enumerate(points):
+        ax.errorbar([v], [y], xerr=[[v - lo], [hi - v]], fmt="o", capsize=4, color="#4878a8",
+                    gid=f"interval:{label}")  # <g id="interval:…">: one per run in the SVG
+    ax.set_yticks(range(len(points)))
+    ax.set_yticklabels([p[0] for p in points], fontsize=8)
+    ax.set_xlabel(f"{metric} (95% bootstrap interval)")
+    ax.set_title(metric)
+    ax.grid(axis="x", alpha=0.3)
+    return _svg(plt, fig)
+
+
 def soa_bars_svg(per_class: pd.DataFrame, title: str, value: str = "acc") -> str:
     """Per-class SOA accuracy bars (classes with images only), sorted by class name."""
     df = per_class
@@ -71,4 +86,4 @@ def soa_bars_svg(per_class: pd.DataFrame, title: str, value: str = "acc") -> str
     return _svg(plt, fig)
 
 
-__all__ = ["fid_blur_svg", "soa_bars_svg", "BLUR_LEVELS"]
+__all__ = ["fid_blur_svg", "intervals_svg", "soa_bars_svg", "BLUR_LEVELS"]

@@ -10,7 +10,7 @@ import pandas as pd
 from rich.table import Table
 
 from ..io.jsonable import table_records
-from .merge import INFO_COLUMNS
+from .merge import is_metric_column
 from .results import to_markdown
 
 UNVERIFIED = "*"
@@ -106,10 +106,10 @@ def table_files(merged: pd.DataFrame, table_id: str, title: str, provenance: dic
 
 def board_table(board: pd.DataFrame, title: str) -> Table:
     """The leaderboard for an 80-column terminal: every metric as ``mean ± std`` (the std the
-    files hold: across runs, or KID's own), ``runs`` and ``n`` as integers, the reference and why a
+    files hold: across runs, or KID's own) or ``value [lo, hi]`` (a run's 95 % bootstrap interval), ``runs`` and ``n`` as integers, the reference and why a
     model has several rows as numbered notes under the table; long cells fold, never "…"."""
 
-    metrics = [c for c in board.columns if c not in INFO_COLUMNS and not str(c).endswith(" std")]
+    metrics = [c for c in board.columns if is_metric_column(c)]
     t = Table(title=title, caption_justify="left")
     t.add_column("model", overflow="fold", ratio=2)
     for c in ("n", "runs", *metrics):
@@ -121,8 +121,9 @@ def board_table(board: pd.DataFrame, title: str) -> Table:
             notes.append(why)
         cells = [f"{r['model']} [{notes.index(why) + 1}]", _int(r.get("n")), _int(r.get("runs"))]
         for m in metrics:
-            v, sd = r.get(m), r.get(f"{m} std")
-            cells.append("" if not _num(v) else f"{v:.4g}" + (f" ± {sd:.2g}" if _num(sd) else ""))
+            v, sd, lo, hi = r.get(m), r.get(f"{m} std"), r.get(f"{m} ci_low"), r.get(f"{m} ci_high")
+            ci = f" [{lo:.3g}, {hi:.3g}]" if _num(lo) and _num(hi) else ""
+            cells.append("" if not _num(v) else f"{v:.4g}" + (ci or (f" ± {sd:.2g}" if _num(sd) else "")))
         t.add_row(*cells)
     t.caption = "\n".join(f"[{i}] {w}" for i, w in enumerate(notes, 1))
     return t

@@ -22,6 +22,11 @@ def main(spec_path: str, out_path: str) -> None:
         import open_clip
 
         open_clip.add_model_config(spec["clip_config"])
+    if spec.get("test_backbones"):
+        sys.path.insert(0, str(Path(__file__).parents[1]))
+        from helpers.tiny_backbones import register_specs
+
+        register_specs()
     cfg = EvalConfig(**spec["config"])
     samples = sample_set(spec["samples"], resolution=cfg.resolution)
     reference = folder_set(spec["reference"], resolution=cfg.resolution) if spec.get("reference") else None
