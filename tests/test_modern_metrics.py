@@ -43,28 +43,35 @@ def _feats(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
     return (np.random.default_rng(seed).normal(size=(n, d)) + shift).astype(np.float32)
 
 
+def _ties(n: int, d: int, seed: int) -> np.ndarray:
+    """Small-integer features: many distances tie with a k-NN radius, so <= and < differ."""
+    return np.random.default_rng(seed).integers(0, 3, size=(n, d)).astype(np.float32)
+
+
 # --- formulas --------------------------------------------------------------------------------------
 
 def test_precision_recall_equal_torch_fidelity():
     from torch_fidelity.metric_prc import calculate_precision_recall_full, calculate_precision_recall_part
 
-    fake, real = _feats(230, 24, 0, 0.3), _feats(260, 24, 1)
-    ours = prdc_terms(fake, real, pr_k=3, pr_rule="<=", block=64).values()  # 4 blocks
-    for fn in (calculate_precision_recall_full, calculate_precision_recall_part):
-        p, r = fn(torch.from_numpy(fake), torch.from_numpy(real), 3, 100)
-        assert abs(ours["precision"] - p) <= 1e-6 and abs(ours["recall"] - r) <= 1e-6
-    assert 0.2 < ours["precision"] < 0.99  # not a trivial all-in / all-out case
+    for fake, real in ((_feats(230, 24, 0, 0.3), _feats(260, 24, 1)), (_ties(150, 6, 0), _ties(170, 6, 1))):
+        ours = prdc_terms(fake, real, pr_k=3, pr_rule="<=", block=64).values()  # several blocks
+        for fn in (calculate_precision_recall_full, calculate_precision_recall_part):
+            p, r = fn(torch.from_numpy(fake), torch.from_numpy(real), 3, 100)
+            assert abs(ours["precision"] - p) <= 1e-6 and abs(ours["recall"] - r) <= 1e-6
+        assert 0.2 < ours["precision"] < 1  # not a trivial all-in / all-out case
+    strict = prdc_terms(fake, real, pr_k=3, pr_rule="<", block=64).values()
+    assert strict["precision"] < ours["precision"]  # the tie-heavy set tells the rules apart
 
 
 def test_prdc_equal_the_prdc_package(capsys):
     import prdc
 
-    fake, real = _feats(210, 16, 2, 0.4), _feats(190, 16, 3)
-    ref = prdc.compute_prdc(real_features=real, fake_features=fake, nearest_k=5)
-    ours = prdc_terms(fake, real, pr_k=5, pr_rule="<", dc_k=5, dc_rule="<", block=50).values()
-    for k in ("precision", "recall", "density", "coverage"):
-        assert abs(ours[k] - float(ref[k])) <= 1e-6, k
-    assert 0 < ours["coverage"] < 1
+    for fake, real in ((_feats(210, 16, 2, 0.4), _feats(190, 16, 3)), (_ties(160, 6, 2), _ties(140, 6, 3))):
+        ref = prdc.compute_prdc(real_features=real, fake_features=fake, nearest_k=5)
+        ours = prdc_terms(fake, real, pr_k=5, pr_rule="<", dc_k=5, dc_rule="<", block=50).values()
+        for k in ("precision", "recall", "density", "coverage"):
+            assert abs(ours[k] - float(ref[k])) <= 1e-6, k
+        assert 0 < ours["coverage"] < 1
 
 
 def test_fd_equals_clean_fid_on_features():
