@@ -322,3 +322,48 @@ def test_eval_report_adds_runs_and_rebuilds_the_folder(tmp_path):
     assert (rep / "index.html").is_file()
     r = runner_invoke(*args[:-2], "--report", str(rep), "--out", str(tmp_path / "o"))
     assert r.exit_code == 2 and "--out" in r.output
+
+
+def test_bootstrap_intervals_reach_the_leaderboard_and_the_html_error_bars(tmp_path):
+    """A run's 95 % interval (ci_low/ci_high in results.csv) is in leaderboard.csv, in the 80-column
+    leaderboard as [lo, hi], and drawn as an error bar whose ends and dot sit at lo, hi and the value."""
+    import re
+
+    from rich.console import Console
+
+    from lafitebench.reports.render import board_table
+
+    rep = tmp_path / "rep"
+    runs = {"lafite-coco-g": (0.61, 0.55, 0.70), "lafite-coco-nn": (0.92, 0.80, 1.10)}
+    for model, (v, lo, hi) in runs.items():
+        folder = rep / "runs" / model
+        _result(folder, {"CMMD[clip-vitl14-336]": v, "FID-0": 20.0}, n=1000, model=model)
+        t = pd.read_csv(folder / "results.csv")
+        t["ci_low"] = [lo, float("nan")]
+        t["ci_high"] = [hi, float("nan")]
+        t.to_csv(folder / "results.csv", index=False)
+        data = json.loads((folder / "results.json").read_text())
+        data["results"] = json.loads(t.to_json(orient="records"))
+        (folder / "results.json").write_text(json.dumps(data))
+    run_report([rep])
+    board = pd.read_csv(rep / "leaderboard.csv").set_index("model")
+    for model, (v, lo, hi) in runs.items():
+        assert board.loc[model, "CMMD[clip-vitl14-336] ci_low"] == lo and board.loc[model, "CMMD[clip-vitl14-336] ci_high"] == hi
+    assert "FID-0 ci_low" not in board.columns  # no interval, no column
+    console = Console(width=80, record=True, force_terminal=False)
+    console.print(board_table(aggregate(load_measured([rep])), "leaderboard"))
+    text = console.export_text()
+    assert "CMMD[clip-vitl14-336]" in text and "0.61 [0.55, 0.7]" in text and "0.92 [0.8, 1.1]" in text
+    page = (rep / "index.html").read_text()
+    xs = {}
+    for model in runs:
+        groups = re.findall(r'<g id="interval:' + re.escape(model) + r'">(.*?)</g>\s*(?=<g|</g)', page, re.S)
+        bar = re.search(r'd="M ([-\d.]+) [-\d.]+ \s*L ([-\d.]+) ', groups[0])
+        dot = re.findall(r'<use [^>]*x="([-\d.]+)"', page.split(f'id="interval:{model}"')[-1])[0]
+        xs[model] = (float(bar.group(1)), float(bar.group(2)), float(dot))
+    (a_lo, a_hi, a_v), (b_lo, b_hi, b_v) = xs["lafite-coco-g"], xs["lafite-coco-nn"]
+    scale = (b_hi - a_lo) / (1.10 - 0.55)  # pixels per unit, from two ends
+    for (x_lo, x_hi, x_v), (v, lo, hi) in zip(xs.values(), runs.values()):
+        assert x_lo - a_lo == pytest.approx((lo - 0.55) * scale, abs=0.05)
+        assert x_hi - a_lo == pytest.approx((hi - 0.55) * scale, abs=0.05)
+        assert x_v - a_lo == pytest.approx((v - 0.55) * scale, abs=0.05)

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 from ..io.jsonable import table_records
@@ -113,19 +114,19 @@ def board_table(board: pd.DataFrame, title: str) -> Table:
     t = Table(title=title, caption_justify="left")
     t.add_column("model", overflow="fold", ratio=2)
     for c in ("n", "runs", *metrics):
-        t.add_column(str(c), justify="right", overflow="fold", min_width=len(str(c)))
+        t.add_column(escape(str(c)), justify="right", overflow="fold", min_width=len(str(c)))
     notes: list[str] = []
     for _, r in board.iterrows():
         why = f"reference {r.get('reference')}" + (f"; {r['differs']}" if r.get("differs") else "")
         if why not in notes:
             notes.append(why)
-        cells = [f"{r['model']} [{notes.index(why) + 1}]", _int(r.get("n")), _int(r.get("runs"))]
+        cells = [escape(f"{r['model']} [{notes.index(why) + 1}]"), _int(r.get("n")), _int(r.get("runs"))]
         for m in metrics:
             v, sd, lo, hi = r.get(m), r.get(f"{m} std"), r.get(f"{m} ci_low"), r.get(f"{m} ci_high")
             ci = f" [{lo:.3g}, {hi:.3g}]" if _num(lo) and _num(hi) else ""
-            cells.append("" if not _num(v) else f"{v:.4g}" + (ci or (f" ± {sd:.2g}" if _num(sd) else "")))
+            cells.append("" if not _num(v) else escape(f"{v:.4g}" + (ci or (f" ± {sd:.2g}" if _num(sd) else ""))))
         t.add_row(*cells)
-    t.caption = "\n".join(f"[{i}] {w}" for i, w in enumerate(notes, 1))
+    t.caption = "\n".join(escape(f"[{i}] {w}") for i, w in enumerate(notes, 1))
     return t
 
 
@@ -138,9 +139,9 @@ def rich_merged(merged: pd.DataFrame, title: str) -> Table:
     shown = formatted(merged)
     t = Table(title=title, caption="\n".join(footnotes(merged)) or None, caption_justify="left")
     for c in shown.columns:
-        t.add_column(str(c), justify="left" if c == "model" else "right")
+        t.add_column(escape(str(c)), justify="left" if c == "model" else "right")
     for (_, r), src in zip(shown.iterrows(), merged["source"]):
-        t.add_row(*[str(v) for v in r], style="bold" if src == "measured" else None)
+        t.add_row(*[escape(str(v)) for v in r], style="bold" if src == "measured" else None)
     return t
 
 
