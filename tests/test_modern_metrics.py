@@ -390,3 +390,24 @@ def test_too_few_images_for_k_names_the_minimum(tmp_path, backbones, sets):
     few.items = few.items[:4]
     with pytest.raises(InputError, match=r"k=5 need at least 6 images in each set \(samples: 4"):
         evaluate(few, s, _config(backbones, metrics=["prdc"]), extractor=TinyExtractor())
+
+
+@pytest.mark.slow
+def test_eval_cli_prdc_and_intervals_on_real_inception(sets, shared_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lafitebench.cli import app
+
+    monkeypatch.setenv("LAFITEBENCH_CACHE", str(tmp_path / "cache"))
+    w = shared_dir / "assets/inception/inception-2015-12-05-pool3-fidelity-layout.pth"
+    res = CliRunner().invoke(app, ["eval", "--samples", str(sets[0]), "--reference", str(sets[1]), "--resolution", "64",
+                                   "--metrics", "fid,prdc", "--bootstrap", "25", "--inception-weights", str(w),
+                                   "--out", str(tmp_path / "o")], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "precision24[inception:torch-fidelity,k=3,<=]" in res.stdout and "Coverage[inception]" in res.stdout
+    assert "ci_low" in res.stdout
+    t = __import__("pandas").read_csv(tmp_path / "o" / "results.csv")
+    assert len(t) == 5 and t.ci_low.notna().all() and (t.ci_low <= t.ci_high).all()
+    prov = json.loads((tmp_path / "o" / "results.json").read_text())["provenance"]
+    assert prov["bootstrap"]["replicates"] == 25 and prov["features"] == ["inception:torch-fidelity"]
+    assert prov["backbones"]["inception"]["weights_sha256"] == prov["inception"]["sha256"]
