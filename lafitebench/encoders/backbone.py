@@ -74,6 +74,14 @@ def backbone_spec(name: str) -> BackboneSpec:
         raise InputError(f"{e}", param="backbone") from None
 
 
+def backbone_option(config: Any, name: str) -> BackboneSpec:
+    """The backbone the option ``name`` of ``config`` names; InputError naming the option otherwise."""
+    try:
+        return backbone_spec(getattr(config, name))
+    except InputError as e:
+        raise InputError(f"{name}: {e}", param=name) from None
+
+
 @dataclass(frozen=True, order=True)
 class FeatureSpec:
     """What an embedding metric reads: backbone, preprocessing, L2-normalised or raw features."""
@@ -220,4 +228,4 @@ def load_embedder(name: str, config: Any, inception: Any = None) -> Embedder:
 
 
 __all__ = ["BACKBONES", "BackboneSpec", "BackboneOptions", "Embedder", "FeatureSpec", "backbone_spec",
-           "load_embedder", "parse_weights_map", "resolve_backbone_weights", "INCEPTION_PREPROCESS"]
+           "backbone_option", "load_embedder", "parse_weights_map", "resolve_backbone_weights", "INCEPTION_PREPROCESS"]

@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..encoders.backbone import FeatureSpec, backbone_spec
+from ..encoders.backbone import backbone_option
 from ..errors import InputError
 from ..options import Cli, Options, option
 from .base import MetricOutput, MetricRow, count_tag
 from .bootstrap import counts
 from .embedding import EmbeddingMetric, check_pair
-from .presets import get_preset
 
 CMMD_SIGMA = 10.0
 CMMD_SCALE = 1000.0
@@ -46,10 +45,7 @@ class CmmdOptions(Options):
     @classmethod
     def check(cls, config: Any) -> None:
         """A known backbone and estimator."""
-        try:
-            backbone_spec(config.cmmd_backbone)
-        except InputError as e:
-            raise InputError(f"cmmd_backbone: {e}", param="cmmd_backbone") from None
+        backbone_option(config, "cmmd_backbone")
         if config.cmmd_estimator not in ESTIMATORS:
             raise InputError(f"cmmd_estimator must be one of {', '.join(ESTIMATORS)}, got {config.cmmd_estimator!r}",
                              param="cmmd_estimator")
@@ -123,14 +119,7 @@ class CmmdMetric(EmbeddingMetric):
 
     name = "cmmd"
     higher_is_better = False
-
-    @classmethod
-    def spec(cls, config: Any) -> FeatureSpec:
-        return get_preset(config.preset).feature(cls.name, config.cmmd_backbone)
-
-    @classmethod
-    def feature_specs(cls, config: Any) -> set[FeatureSpec]:
-        return {cls.spec(config)}
+    backbone_option = "cmmd_backbone"
 
     @classmethod
     def check(cls, config: Any, samples: Any, reference: Any) -> None:
@@ -141,14 +130,8 @@ class CmmdMetric(EmbeddingMetric):
                              f"{len(samples.items)}, reference: {n_ref})")
         cls.spec(config).check()
 
-    def _xy(self) -> tuple[FeatureSpec, torch.Tensor, torch.Tensor]:
-        fs = type(self).spec(self.config)
-        x, y = self.samples[fs], self.reference_rows[fs]
-        check_pair(x, y, "CMMD")
-        return fs, x, y
-
     def compute(self) -> MetricOutput:
-        fs, x, y = self._xy()
+        fs, x, y = self.pair()
         est = self.config.cmmd_estimator
         value = cmmd_from_features(x, y, estimator=est)
         self._ids = [f"cmmd{count_tag(len(x))}[{fs.tag}" + (",unbiased]" if est == "unbiased" else "]")]
@@ -158,7 +141,7 @@ class CmmdMetric(EmbeddingMetric):
         return MetricOutput(rows=[row], details={"value": value, "estimator": est, "feature": fs.tag})
 
     def bootstrap(self, draws: list[np.ndarray]) -> dict[str, list[float]]:
-        fs, x, y = self._xy()
+        fs, x, y = self.pair()
         rows = np.stack([counts(idx, len(x)) for idx in draws])
         vals = cmmd_replicates(x, y, rows, sigma=CMMD_SIGMA, scale=CMMD_SCALE,
                                estimator=self.config.cmmd_estimator, block=BLOCK)

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, ClassVar, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from ..io.files import atomic_write, clean_stale_temps
 from ..runtime import distributed as dist
 from .base import FeatureKey, Metric, MetricOutput
 from .cache import decoder_versions
+from .presets import get_preset
 
 FEATURES_VERSION = 1
 EMB = "emb:"
@@ -48,6 +50,8 @@ class EmbeddingMetric(Metric):
 
     needs_reference = True
     higher_is_better = False
+    #: the config field naming the backbone this metric reads
+    backbone_option: ClassVar[str] = ""
 
     def setup(self) -> None:
         self.samples: dict[FeatureSpec, torch.Tensor] = {}
@@ -55,9 +59,21 @@ class EmbeddingMetric(Metric):
         self.reference_name = None
 
     @classmethod
+    def spec(cls, config: Any) -> FeatureSpec:
+        """The features this metric reads: its backbone option, fed as the config's preset says."""
+        return get_preset(config.preset).feature(cls.name, getattr(config, cls.backbone_option))
+
+    @classmethod
     def feature_specs(cls, config: Any) -> set[FeatureSpec]:
         """The features this metric reads (on both sets)."""
-        raise NotImplementedError
+        return {cls.spec(config)}
+
+    def pair(self) -> tuple[FeatureSpec, torch.Tensor, torch.Tensor]:
+        """Its spec and the samples' and reference rows (checked comparable)."""
+        fs = type(self).spec(self.config)
+        x, y = self.samples[fs], self.reference_rows[fs]
+        check_pair(x, y, type(self).name)
+        return fs, x, y
 
     def bind_reference(self, reference: Any) -> None:
         self.reference_name = getattr(reference, "name", None)
@@ -214,8 +230,6 @@ def store(cache: FeatureCache | None, keys: Mapping[FeatureSpec, tuple[str, dict
             try:
                 cache.save(*keys[fs], r)
             except OSError as e:
-                import warnings
-
                 warnings.warn(f"features were computed but could not be cached in {cache.root} ({e})",
                               RuntimeWarning, stacklevel=2)
 

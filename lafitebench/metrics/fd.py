@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..encoders.backbone import FeatureSpec, backbone_spec
+from ..encoders.backbone import FeatureSpec, backbone_option, backbone_spec
 from ..errors import InputError
 from ..options import Cli, Options, option
 from .base import MetricOutput, MetricRow, count_tag
@@ -42,10 +42,7 @@ class FdOptions(Options):
     def check(cls, config: Any) -> None:
         """Known backbones; clip-fd's is a CLIP tower."""
         for name in ("fd_backbone", "clip_fd_backbone", "kd_backbone"):
-            try:
-                backbone_spec(getattr(config, name))
-            except InputError as e:
-                raise InputError(f"{name}: {e}", param=name) from None
+            backbone_option(config, name)
         if backbone_spec(config.clip_fd_backbone).family != "clip":
             raise InputError(f"clip_fd_backbone must be a CLIP backbone (clip-vitb32, ...), got "
                              f"{config.clip_fd_backbone!r}", param="clip_fd_backbone")
@@ -65,14 +62,6 @@ class _FdBase(EmbeddingMetric):
     higher_is_better = False
 
     @classmethod
-    def spec(cls, config: Any) -> FeatureSpec:
-        return get_preset(config.preset).feature(cls.name, getattr(config, cls.backbone_option))
-
-    @classmethod
-    def feature_specs(cls, config: Any) -> set[FeatureSpec]:
-        return {cls.spec(config)}
-
-    @classmethod
     def check(cls, config: Any, samples: Any, reference: Any) -> None:
         n_ref = len(reference.items) if reference is not None else 0
         if len(samples.items) < 2 or n_ref < 2:
@@ -81,11 +70,9 @@ class _FdBase(EmbeddingMetric):
         cls.spec(config).check()
 
     def _setup_stats(self) -> tuple[FeatureSpec, np.ndarray, FidStats, np.ndarray]:
-        fs = type(self).spec(self.config)
-        x, y = self.samples[fs].numpy(), self.reference_rows[fs].numpy()
-        check_pair(x, y, self.label)
-        ref = features_to_stats(y)
-        return fs, x, ref, sqrt_factor(ref.sigma)
+        fs, x, y = self.pair()
+        ref = features_to_stats(y.numpy())
+        return fs, x.numpy(), ref, sqrt_factor(ref.sigma)
 
     def compute(self) -> MetricOutput:
         fs, x, ref, factor = self._setup_stats()
@@ -140,9 +127,8 @@ class KdMetric(_FdBase):
         return kid_from_features(x, y, c.kid_subsets, c.kid_subset_size, c.seed)
 
     def compute(self) -> MetricOutput:
-        fs = type(self).spec(self.config)
-        x, y = self.samples[fs].numpy(), self.reference_rows[fs].numpy()
-        check_pair(x, y, self.label)
+        fs, x, y = self.pair()
+        x, y = x.numpy(), y.numpy()
         mean, std = self._value(x, y)
         c = self.config
         self._ids = [f"kd{count_tag(len(x))}_s{c.kid_subset_size}x{c.kid_subsets}[{fs.tag}]"]
@@ -152,8 +138,8 @@ class KdMetric(_FdBase):
         return MetricOutput(rows=[row], details={"mean": mean, "std": std, "feature": fs.tag})
 
     def bootstrap(self, draws: list[np.ndarray]) -> dict[str, list[float]]:
-        fs = type(self).spec(self.config)
-        x, y = self.samples[fs].numpy(), self.reference_rows[fs].numpy()
+        _, x, y = self.pair()
+        x, y = x.numpy(), y.numpy()
         return {self._ids[0]: [self._value(x[idx], y)[0] for idx in draws]}
 
 

@@ -21,12 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..encoders.backbone import FeatureSpec, backbone_spec
+from ..encoders.backbone import backbone_option
 from ..errors import InputError
 from ..options import Cli, Options, option, positive_int
 from .base import MetricOutput, MetricRow, count_tag
 from .embedding import EmbeddingMetric, check_pair
-from .presets import get_preset
 
 RULES = ("<=", "<")
 BLOCK = 2048
@@ -49,10 +48,7 @@ class PrdcOptions(Options):
     @classmethod
     def check(cls, config: Any) -> None:
         """A known backbone, k >= 1, rules <= or <."""
-        try:
-            backbone_spec(config.prdc_backbone)
-        except InputError as e:
-            raise InputError(f"prdc_backbone: {e}", param="prdc_backbone") from None
+        backbone_option(config, "prdc_backbone")
         positive_int(config, "pr_k", 1)
         positive_int(config, "dc_k", 1)
         for name in ("pr_rule", "dc_rule"):
@@ -136,14 +132,7 @@ class PrdcMetric(EmbeddingMetric):
 
     name = "prdc"
     higher_is_better = True
-
-    @classmethod
-    def spec(cls, config: Any) -> FeatureSpec:
-        return get_preset(config.preset).feature(cls.name, config.prdc_backbone)
-
-    @classmethod
-    def feature_specs(cls, config: Any) -> set[FeatureSpec]:
-        return {cls.spec(config)}
+    backbone_option = "prdc_backbone"
 
     @classmethod
     def check(cls, config: Any, samples: Any, reference: Any) -> None:
@@ -158,8 +147,7 @@ class PrdcMetric(EmbeddingMetric):
 
     def compute(self) -> MetricOutput:
         c = self.config
-        fs = type(self).spec(c)
-        x, y = self.samples[fs], self.reference_rows[fs]
+        fs, x, y = self.pair()
         self.terms = prdc_terms(x, y, pr_k=c.pr_k, pr_rule=c.pr_rule, dc_k=c.dc_k, dc_rule=c.dc_rule)
         values = self.terms.values()
         rows, self._ids = [], {}
