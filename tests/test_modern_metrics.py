@@ -311,7 +311,7 @@ def test_bootstrap_interval_is_the_percentile_of_resampled_recomputations(sets, 
     assert abs(row.ci_low - lo) <= 1e-6 * abs(lo) and abs(row.ci_high - hi) <= 1e-6 * abs(hi)  # FD ~ 1e-5 here
 
 
-def test_two_processes_equal_one_for_every_backbone_metric(sets, backbones, tmp_path):
+def test_two_processes_equal_one_for_every_backbone_metric(sets, backbones, tmp_path, monkeypatch):
     from helpers.tiny_clip import CLIP_NAME
     from lafitebench.encoders.inception import save_random_inception_weights
 
@@ -323,19 +323,25 @@ def test_two_processes_equal_one_for_every_backbone_metric(sets, backbones, tmp_
     clip_cfg = Path(backbones[CLIP]).parent / f"{CLIP_NAME}.json"
     spec = {"samples": str(sets[0]), "reference": str(sets[1]), "config": config, "clip_config": str(clip_cfg),
             "test_backbones": True}
-    outs = []
-    for world in (1, 2):
-        spec_file, out = tmp_path / f"spec{world}.json", tmp_path / f"out{world}.json"
-        spec_file.write_text(json.dumps(spec))
-        env = {**os.environ, "LAFITEBENCH_CACHE": str(tmp_path / f"cache{world}"), "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, str(ROOT / "tests/helpers/dist_eval.py"), str(spec_file), str(out)]
-        if world == 2:
-            cmd = [shutil.which("torchrun") or pytest.fail("torchrun not found"), "--standalone", "--nproc_per_node",
-                   "2", *cmd[1:]]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        outs.append(json.loads(out.read_text()))
-    one, two = outs
+    spec_file, out = tmp_path / "spec.json", tmp_path / "out.json"
+    spec_file.write_text(json.dumps(spec))
+    env = {**os.environ, "LAFITEBENCH_CACHE": str(tmp_path / "cache2"), "OMP_NUM_THREADS": "1"}
+    cmd = [shutil.which("torchrun") or pytest.fail("torchrun not found"), "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "tests/helpers/dist_eval.py"), str(spec_file), str(out)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    two = json.loads(out.read_text())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1): the same float32 forwards
+    try:
+        from lafitebench.data.sources.folder import sample_set
+
+        monkeypatch.setenv("LAFITEBENCH_CACHE", str(tmp_path / "cache1"))
+        res = evaluate(sample_set(str(sets[0]), resolution=64), folder_set(str(sets[1]), resolution=64),
+                       EvalConfig(**config))
+    finally:
+        torch.set_num_threads(threads)
+    one = {"rows": res.table.to_dict(orient="records"), "distributed": res.provenance["distributed"]}
     assert two["distributed"]["world_size"] == 2 and len(one["rows"]) == 9
     bad = []
     for a, b in zip(one["rows"], two["rows"]):
@@ -411,3 +417,34 @@ def test_eval_cli_prdc_and_intervals_on_real_inception(sets, shared_dir, tmp_pat
     prov = json.loads((tmp_path / "o" / "results.json").read_text())["provenance"]
     assert prov["bootstrap"]["replicates"] == 25 and prov["features"] == ["inception:torch-fidelity"]
     assert prov["backbones"]["inception"]["weights_sha256"] == prov["inception"]["sha256"]
+
+
+def test_clip_score_and_soa_intervals_resample_their_per_image_terms():
+    from lafitebench.metrics.clip_score import ClipScoreMetric
+    from lafitebench.metrics.soa import SoaMetric, soa_from_detections
+
+    cfg = EvalConfig(metrics=["clip", "soa"], bootstrap=5)
+    clip = ClipScoreMetric(cfg)
+    scores = torch.tensor([10.0, 20.0, 35.0, 12.0, 28.0, 31.0], dtype=torch.float64)
+    clip.append("scores", scores, list(range(6)))
+    clip.info = {"model": "m", "pretrained": "t", "weights_sha256": None, "random_init": False, "preprocess": {}}
+    clip.compute()
+    draws = [draw(1, b, 6) for b in range(5)]
+    assert clip.bootstrap(draws)[clip._id] == pytest.approx([float(scores[idx].mean()) for idx in draws], abs=1e-12)
+
+    soa = SoaMetric(cfg)
+    soa._detector = types.SimpleNamespace(provenance=lambda: {"detector": "stub", "nms_iou": 0.4,
+                                                              "detector_input_size": 256})
+    targets = [0, 0, 1, 1, 2, 2]
+    found = torch.zeros(6, 80, dtype=torch.uint8)
+    for i, hit in enumerate([1, 0, 1, 1, 0, 1]):
+        found[i, targets[i]] = hit
+    soa.append("target", torch.tensor(targets), list(range(6)))
+    soa.append("found", found, list(range(6)))
+    soa.compute()
+    reps = soa.bootstrap(draws)
+    sets = [set(torch.nonzero(r).flatten().tolist()) for r in found]
+    for b, idx in enumerate(draws):
+        c, i, _ = soa_from_detections([sets[j] for j in idx], [targets[j] for j in idx])
+        assert reps[soa._ids[0]][b] == c and reps[soa._ids[1]][b] == i
+    assert len(set(reps[soa._ids[1]])) > 1  # the draws differ, so do the values
