@@ -320,6 +320,12 @@ def _caveats(res) -> list[str]:
     for i in _degenerate_kid(res):
         out.append(f"KID subsets of {cfg['kid_subset_size']} from {int(t.loc[i, 'n'])} images are all the same set: "
                    "no std is shown, it would say nothing about precision (use more images)")
+    outside = [str(i) for i, r in t.iterrows()
+               if r.get("ci_low") == r.get("ci_low") and not (r["ci_low"] <= r["value"] <= r["ci_high"])]
+    if outside:
+        out.append(f"the bootstrap interval of {', '.join(outside)} does not contain the value: resampling with "
+                   "replacement repeats images, which biases distances such as FID/FD upward at this N; read the "
+                   "interval as the spread of the estimate, not as a bound around it")
     hits = res.provenance.get("cache", {}).get("hits", [])
     if hits:
         out.append(f"reference statistics for blur level(s) {', '.join(map(str, hits))} came from the cache "
