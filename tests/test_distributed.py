@@ -63,17 +63,29 @@ def _compare(one: dict, two: dict, exact: set[str]) -> None:
             assert a["value"] == b["value"] and (a["std"] == b["std"] or a["std"] != a["std"]), a["metric"]
         else:
             assert abs(a["value"] - b["value"]) <= 1e-9 * abs(a["value"]), (a, b)
+        for k in ("ci_low", "ci_high"):  # --bootstrap intervals: resampled rows gathered in sample order
+            assert (a[k] != a[k] and b[k] != b[k]) or abs(a[k] - b[k]) <= 1e-9 * abs(a[k]), (a["metric_id"], k)
 
 
 @pytest.mark.slow
 @pytest.mark.real_assets
 def test_two_processes_equal_one_real_inception(folders, shared_dir, tmp_path):
-    config = dict(metrics=["fid", "kid", "soa"], fid_blur=[0, 1], resolution=64, batch_size=4, device="cpu",
+    """The paper's metrics and every backbone metric (small random DINOv2 and CLIP towers), with
+    bootstrap intervals: values and intervals of 2 processes equal 1 process to 1e-9."""
+    from helpers.tiny_backbones import CLIP, DINO, register_test_backbones
+    from helpers.tiny_clip import CLIP_NAME
+
+    weights = register_test_backbones(tmp_path)
+    config = dict(metrics=["fid", "kid", "soa", "fd", "clip-fd", "kd", "cmmd", "prdc"], fid_blur=[0, 1],
+                  resolution=64, batch_size=4, device="cpu",
                   inception_weights=str(shared_dir / "assets/inception/inception-2015-12-05-pool3-fidelity-layout.pth"),
                   detector=str(shared_dir / "assets/yolo/yolov8n_int8_openvino_model"), kid_subset_size=5,
-                  kid_subsets=20, progress=False, use_cache=True)
-    spec = {"samples": str(folders[0]), "reference": str(folders[1]), "config": config}
+                  kid_subsets=20, progress=False, use_cache=True, bootstrap=20, fd_backbone=DINO, kd_backbone=DINO,
+                  clip_fd_backbone=CLIP, cmmd_backbone=CLIP, prdc_backbone="inception", backbone_weights=weights)
+    spec = {"samples": str(folders[0]), "reference": str(folders[1]), "config": config,
+            "clip_config": str(tmp_path / f"{CLIP_NAME}.json"), "test_backbones": True}
     one, two = _run(tmp_path, spec, 1), _run(tmp_path, spec, 2)
+    assert len(one["rows"]) == 2 + 1 + 2 + 3 + 1 + 4 and all(r["ci_low"] == r["ci_low"] for r in one["rows"])
     _compare(one, two, exact={"KID", "SOA-C", "SOA-I"})
     assert two["forwards"]["sample_forwards"] == one["forwards"]["sample_forwards"] == 2 * 10
     assert two["forwards"]["reference_forwards"] == 2 * 8

@@ -9,12 +9,8 @@ CLIP weights exist on these machines.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,9 +31,6 @@ from lafitebench.metrics.config import EvalConfig
 from lafitebench.metrics.engine import evaluate
 from lafitebench.metrics.fd import fd_from_features
 from lafitebench.metrics.prdc import prdc_terms
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _feats(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
     return (np.random.default_rng(seed).normal(size=(n, d)) + shift).astype(np.float32)
@@ -309,51 +302,6 @@ def test_bootstrap_interval_is_the_percentile_of_resampled_recomputations(sets, 
     lo, hi = interval(vals)
     row = res.table.iloc[0]
     assert abs(row.ci_low - lo) <= 1e-6 * abs(lo) and abs(row.ci_high - hi) <= 1e-6 * abs(hi)  # FD ~ 1e-5 here
-
-
-def test_two_processes_equal_one_for_every_backbone_metric(sets, backbones, tmp_path, monkeypatch):
-    from helpers.tiny_clip import CLIP_NAME
-    from lafitebench.encoders.inception import save_random_inception_weights
-
-    inception = save_random_inception_weights(tmp_path / "inception.pth")
-    config = dict(metrics=["fid", "fd", "clip-fd", "kd", "cmmd", "prdc"], resolution=64, batch_size=4, device="cpu",
-                  fd_backbone=DINO, kd_backbone=DINO, clip_fd_backbone=CLIP, cmmd_backbone=CLIP,
-                  prdc_backbone="inception", backbone_weights=backbones, kid_subset_size=10, kid_subsets=10,
-                  bootstrap=20, inception_weights=str(inception), progress=False)
-    clip_cfg = Path(backbones[CLIP]).parent / f"{CLIP_NAME}.json"
-    spec = {"samples": str(sets[0]), "reference": str(sets[1]), "config": config, "clip_config": str(clip_cfg),
-            "test_backbones": True}
-    spec_file, out = tmp_path / "spec.json", tmp_path / "out.json"
-    spec_file.write_text(json.dumps(spec))
-    env = {**os.environ, "LAFITEBENCH_CACHE": str(tmp_path / "cache2"), "OMP_NUM_THREADS": "1"}
-    cmd = [shutil.which("torchrun") or pytest.fail("torchrun not found"), "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "tests/helpers/dist_eval.py"), str(spec_file), str(out)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    two = json.loads(out.read_text())
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1): the same float32 forwards
-    try:
-        from lafitebench.data.sources.folder import sample_set
-
-        monkeypatch.setenv("LAFITEBENCH_CACHE", str(tmp_path / "cache1"))
-        res = evaluate(sample_set(str(sets[0]), resolution=64), folder_set(str(sets[1]), resolution=64),
-                       EvalConfig(**config))
-    finally:
-        torch.set_num_threads(threads)
-    one = {"rows": res.table.to_dict(orient="records"), "distributed": res.provenance["distributed"]}
-    assert two["distributed"]["world_size"] == 2 and len(one["rows"]) == 9
-    bad = []
-    for a, b in zip(one["rows"], two["rows"]):
-        assert a["metric_id"] == b["metric_id"]
-        for k in ("value", "ci_low", "ci_high"):
-            # FID's point value comes from float64 moment sums added in another order; at N = 24 < 2048 with
-            # random-weight features (FID ~ 4500) the cancellation in sigma shows at ~1e-7 (real weights: 1e-9,
-            # test_distributed). Everything computed from gathered rows is equal to 1e-9.
-            tol = 1e-6 if (a["metric"] == "FID-0" and k == "value") else 1e-9
-            if not abs(a[k] - b[k]) <= tol * abs(a[k]):
-                bad.append((a["metric_id"], k, a[k], b[k]))
-    assert not bad, bad
 
 
 # --- presets and bad input --------------------------------------------------------------------------

@@ -66,12 +66,32 @@ for _name, _model, _dim, _size in (("clip-vitb32", "ViT-B-32", 512, 224), ("clip
 del _k, _dim, _name, _model, _size
 
 
+def _open_clip_spec(name: str) -> BackboneSpec:
+    """``clip:<open_clip model>[/<pretrained tag>]``: any open_clip image tower (width, input size
+    and mean/std from open_clip's own tables); without a tag its file comes from backbone_weights."""
+    import open_clip
+
+    model, _, tag = name[len("clip:"):].partition("/")
+    cfg = open_clip.get_model_config(model)
+    if not cfg:
+        raise InputError(f"backbone {name!r}: open_clip has no model {model!r} (see open_clip.list_models())",
+                         param="backbone")
+    pre = (open_clip.get_pretrained_cfg(model, tag) or {}) if tag else {}
+    size = cfg["vision_cfg"].get("image_size", 224)
+    return BackboneSpec(name, "clip", int(cfg["embed_dim"]), int(size if isinstance(size, int) else size[0]),
+                        f"clip:{model}/{tag}" if tag else "", model, tag or None,
+                        tuple(pre.get("mean", CLIP_MEAN)), tuple(pre.get("std", CLIP_STD)))
+
+
 def backbone_spec(name: str) -> BackboneSpec:
-    """The registered backbone ``name``; InputError listing the known ones otherwise."""
+    """The registered backbone ``name``, or ``clip:<open_clip model>[/<tag>]`` for any open_clip
+    image tower; InputError listing the known ones otherwise."""
+    if name not in BACKBONES and str(name).lower().startswith("clip:"):
+        BACKBONES.register(name, _open_clip_spec(name))
     try:
         return BACKBONES.get(name)
     except UnknownNameError as e:
-        raise InputError(f"{e}", param="backbone") from None
+        raise InputError(f"{e} (or clip:<open_clip model>/<pretrained tag>)", param="backbone") from None
 
 
 def backbone_option(config: Any, name: str) -> BackboneSpec:

@@ -1,7 +1,7 @@
 """Small randomly initialised feature backbones for tests (no DINOv2 or CLIP weights exist here),
 registered and saved as a user's local files would be: a DINOv2-architecture ViT whose file is
 in Meta's release format (``mask_token``, a 4×4 position grid resampled at load), and the tiny
-open_clip model of :mod:`tiny_clip`."""
+open_clip model of :mod:`tiny_clip` as ``clip:<model>``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,10 +9,9 @@ from pathlib import Path
 import torch
 
 from lafitebench.encoders.backbone import BACKBONES, BackboneSpec
-from lafitebench.encoders.clip import CLIP_MEAN, CLIP_STD
 
 DINO = "dinov2-test"
-CLIP = "clip-test"
+CLIP = "clip:lafitebench-test-clip-64"  # any open_clip model by name (its config registered, its file given)
 DINO_KW = {"embed_dim": 32, "depth": 1, "num_heads": 2}
 
 
@@ -33,15 +32,11 @@ def meta_dinov2_file(path: Path, seed: int = 0, grid: int = 4) -> Path:
 
 
 def register_specs() -> None:
-    """Register ``dinov2-test`` (28² input, 2×2 patches of a 4×4 released grid) and ``clip-test``
-    (the tiny open_clip model; its config must be registered with open_clip)."""
-    from helpers.tiny_clip import CLIP_NAME
-
+    """Register ``dinov2-test`` (28² input, 2×2 patches of a 4×4 released grid). The tiny CLIP
+    needs no registration: ``clip:<model>`` names any open_clip model whose config is registered."""
     if DINO not in BACKBONES:
         BACKBONES.register(DINO, BackboneSpec(DINO, "dinov2", 32, 28, "dinov2-vits14", "vit_small_patch14_dinov2",
                                               arch_kwargs=DINO_KW))
-        BACKBONES.register(CLIP, BackboneSpec(CLIP, "clip", 64, 32, f"clip:{CLIP_NAME}/none", CLIP_NAME, None,
-                                              CLIP_MEAN, CLIP_STD))
 
 
 def register_test_backbones(root: Path) -> dict[str, str]:
