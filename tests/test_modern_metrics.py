@@ -330,11 +330,13 @@ def test_missing_backbone_weights_offline_are_named_before_any_image_is_read(tmp
     (d / "broken.png").write_bytes(b"not an image")
     for i in range(3):
         Image.new("RGB", (64, 64), (i * 40, 0, 0)).save(d / f"{i}.png")
-    res = CliRunner().invoke(app, ["eval", "--samples", str(d), "--reference", str(d), "--metrics", "fd-dinov2",
+    res = CliRunner().invoke(app, ["eval", "--samples", str(d), "--reference", str(d), "--metrics", "fd-dinov2,cmmd",
                                    "--out", str(tmp_path / "out")])
     assert res.exit_code == 2, res.output
     text = " ".join(res.output.split())
-    assert "dinov2_vitl14_pretrain.pth" in text and "--backbone-weights" in text and "broken.png" not in text
+    assert "dinov2_vitl14_pretrain.pth" in text and "--backbone-weights=dinov2-vitl14=PATH" in text
+    assert "ViT-L-14-336px.pt" in text and "--backbone-weights=clip-vitl14-336=PATH" in text  # both, at once
+    assert "--clip-weights" not in text and "broken.png" not in text
     assert "Traceback" not in res.output and not (tmp_path / "out").exists()
 
 

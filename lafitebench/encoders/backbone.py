@@ -177,8 +177,10 @@ def resolve_backbone_weights(spec: BackboneSpec, config: Any) -> ResolvedWeights
             return resolve_clip_weights(spec.arch, spec.pretrained, explicit)
         return resolve(spec.weights, explicit=explicit, progress=getattr(config, "progress", True))
     except WeightsError as e:
-        hint = f" (for the {spec.name} backbone: backbone_weights={spec.name}=PATH)"
-        raise WeightsError(f"{e}{hint}", param="backbone_weights", short=e.short) from None
+        text = str(e).replace("clip_weights=PATH", f"backbone_weights={spec.name}=PATH")  # not the CLIP scorer's
+        if "backbone_weights" not in text:
+            text += f" (give the {spec.name} backbone's file with backbone_weights={spec.name}=PATH)"
+        raise WeightsError(f"{spec.name} backbone: {text}", param="backbone_weights", short=e.short) from None
 
 
 class Embedder:

@@ -185,12 +185,22 @@ def make_plan(samples: Any, reference: Any, config: EvalConfig) -> Plan:
         plan.reference_keys |= cls.reference_features(config)
         if hasattr(cls, "feature_specs"):
             plan.feature_specs |= cls.feature_specs(config)
+    missing: list[WeightsError] = []
     for name in plan.backbones:  # every backbone's weights, before any image is read
         spec = backbone_spec(name)
         if spec.family == "inception":  # the Inception extractor, loaded (and checked) with FID's
             plan.sample_keys.add(("pool3", 0))
-        else:
+            continue
+        try:
             resolve_backbone_weights(spec, config)
+        except WeightsError as e:
+            missing.append(e)
+    if len(missing) == 1:
+        raise missing[0]
+    if missing:  # every missing file named at once
+        raise WeightsError(f"{len(missing)} backbone weights files are missing:\n"
+                           + "\n".join(f"- {e}" for e in missing), param="backbone_weights",
+                           short="; ".join(e.short or str(e) for e in missing))
     if not config.skip_bad:  # headers only: cheap, and names every unreadable file at once
         samples.validate(quick=True)
         if needs_ref:
