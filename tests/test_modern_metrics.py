@@ -398,3 +398,28 @@ def test_clip_score_and_soa_intervals_resample_their_per_image_terms():
         c, i, _ = soa_from_detections([sets[j] for j in idx], [targets[j] for j in idx])
         assert reps[soa._ids[0]][b] == c and reps[soa._ids[1]][b] == i
     assert len(set(reps[soa._ids[1]])) > 1  # the draws differ, so do the values
+
+
+@pytest.mark.slow
+def test_vgg16_backbone_equals_torch_fidelity_prc_extractor(coco_uint8, tmp_path):
+    """The torch-fidelity preset's P/R features: torch-fidelity's own VGG16 extractor (fc2_relu,
+    its resize and normalisation) on real COCO images, with the same (random) weights file."""
+    import torchvision
+    from torch_fidelity.feature_extractor_vgg16 import FeatureExtractorVGG16
+
+    from lafitebench.encoders.backbone import BACKBONES, BackboneSpec, FeatureSpec, load_embedder
+
+    with torch.device("meta"):  # shapes only: a seeded random file without the slow default init
+        shapes = {k: v.shape for k, v in torchvision.models.vgg16().state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    f = tmp_path / "vgg16-random.pth"
+    torch.save({k: torch.randn(shp, generator=g) * (2 / max(1, shp[1:].numel())) ** 0.5 if len(shp) > 1
+                else torch.zeros(shp) for k, shp in shapes.items()}, f)
+    if "vgg16-test" not in BACKBONES:
+        BACKBONES.register("vgg16-test", BackboneSpec("vgg16-test", "vgg16", 4096, 224, str(f), "torchvision vgg16"))
+    ours = load_embedder("vgg16-test", EvalConfig(device="cpu")).embed(coco_uint8[:2], FeatureSpec("vgg16-test", "tf-bilinear"))
+    theirs = FeatureExtractorVGG16("vgg16", ["fc2_relu"], feature_extractor_weights_path=str(f))(coco_uint8[:2])[0]
+    assert ours.shape == (2, 4096) and torch.allclose(ours, theirs, rtol=0, atol=1e-5 * float(theirs.abs().max()))
+    from lafitebench.metrics.presets import resolve_preset
+
+    assert resolve_preset(EvalConfig(preset="torch-fidelity")).prdc_backbone == "vgg16"

@@ -86,7 +86,7 @@ class WeightsSpec:
     def param(self) -> str:
         """The API parameter that takes this file explicitly (the CLI names its flag)."""
         return {"inception": "inception_weights", "clip": "clip_weights", "yolo": "detector",
-                "dinov2": "backbone_weights"}.get(self.kind, "weights")
+                "dinov2": "backbone_weights", "vgg16": "backbone_weights"}.get(self.kind, "weights")
 
     def matches(self, digest: str) -> str | None:
         """Return ``"sha256"`` / ``"sha256-prefix"`` if ``digest`` matches this spec, else None."""
@@ -243,6 +243,21 @@ for _k in DINOV2_SIZES:
     )
 del _k, _f
 
+#: torchvision's ImageNet VGG16 (``VGG16_Weights.IMAGENET1K_V1``): torch-fidelity's precision/recall
+#: backbone. The file name carries the start of its sha256 (torch.hub convention).
+WEIGHTS.register(
+    "vgg16",
+    WeightsSpec(
+        name="vgg16",
+        filename="vgg16-397923af.pth",
+        urls=("https://download.pytorch.org/models/vgg16-397923af.pth",),
+        sha256_prefix="397923af",
+        license="BSD-3-Clause (torchvision); ImageNet-trained",
+        how_to_get="download vgg16-397923af.pth from torchvision's model release (VGG16_Weights.IMAGENET1K_V1)",
+        kind="vgg16",
+    ),
+)
+
 _HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"  # open_clip.constants.HF_WEIGHTS_NAME
 _HEX_SUFFIX = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 
@@ -366,7 +381,7 @@ def _how_to_provide(spec: WeightsSpec) -> str:
     return (
         f"file {spec.filename!r}, expected sha256 {spec.expected_hash_text}, URL {url_txt}. "
         f"How to get it: {spec.how_to_get}. Then provide it in one of three ways: "
-        f"(1) pass its path with {spec.param}={spec.name + '=' if spec.kind == 'dinov2' else ''}PATH, "
+        f"(1) pass its path with {spec.param}={spec.name + '=' if spec.kind in ('dinov2', 'vgg16') else ''}PATH, "
         f"(2) put it at {env_txt}, or "
         f"(3) put it in the cache at {cache_path(spec)}. "
         f"Without internet, {settings.ENV_OFFLINE}=1 skips download attempts."

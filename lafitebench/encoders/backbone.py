@@ -1,4 +1,5 @@
-"""Feature backbones beside Inception: CLIP image towers (open_clip) and DINOv2 ViTs (timm).
+"""Feature backbones beside Inception: CLIP image towers (open_clip), DINOv2 ViTs (timm) and VGG16
+(torchvision; torch-fidelity's precision/recall features).
 
 A backbone is a registered :class:`BackboneSpec` (``BACKBONES``); a :class:`FeatureSpec` names
 what a metric reads: a backbone, the preprocessing that feeds it (:mod:`.preprocess`, one per
@@ -56,6 +57,8 @@ class BackboneSpec:
 BACKBONES: Registry[BackboneSpec] = Registry("backbone")
 BACKBONES.register("inception", BackboneSpec("inception", "inception", 2048, 299, "inception-2015-12-05",
                                              "torch-fidelity FeatureExtractorInceptionV3"))
+BACKBONES.register("vgg16", BackboneSpec("vgg16", "vgg16", 4096, 224, "vgg16",
+                                         "torchvision vgg16, fc2 + ReLU (torch-fidelity's P/R features)"))
 for _k, _dim in DINOV2_SIZES.items():
     BACKBONES.register(f"dinov2-vit{_k}14", BackboneSpec(f"dinov2-vit{_k}14", "dinov2", _dim, 224,
                                                          f"dinov2-vit{_k}14", TIMM_ARCH[_k]))
@@ -214,15 +217,17 @@ class Embedder:
 
     def identity(self) -> dict[str, Any]:
         """Backbone, architecture, weights sha256, device type and library versions."""
-        import timm
         import open_clip
+        import timm
+        import torchvision
 
         return {"backbone": self.spec.name, "arch": self.spec.arch, "input_size": self.spec.input_size,
                 "arch_kwargs": dict(self.spec.arch_kwargs),
                 "weights_sha256": self.weights.sha256 if self.weights else getattr(self.module, "sha256", None),
                 "device_type": self.device.type, "torch": torch.__version__,
                 "library": {"dinov2": f"timm {timm.__version__}", "clip": f"open_clip {open_clip.__version__}",
-                            "inception": "torch-fidelity"}[self.spec.family]}
+                            "inception": "torch-fidelity", "vgg16": f"torchvision {torchvision.__version__}"
+                            }[self.spec.family]}
 
     def provenance(self) -> dict[str, Any]:
         """Identity plus the weights' provenance."""
@@ -245,8 +250,27 @@ def load_embedder(name: str, config: Any, inception: Any = None) -> Embedder:
         explicit = (getattr(config, "backbone_weights", None) or {}).get(spec.name)
         model, _, _, _ = load_clip(spec.arch, spec.pretrained, explicit, device)
         return Embedder(spec, weights, model, device)
+    if spec.family == "vgg16":
+        return Embedder(spec, weights, build_vgg16(weights.path).to(device), device)
     module = build_dinov2(spec.arch, weights.path, spec.input_size, spec.arch_kwargs).to(device)
     return Embedder(spec, weights, module, device)
+
+
+def build_vgg16(weights: Any) -> torch.nn.Module:
+    """torchvision's VGG16 with a weights file (read as tensors only), cut after the second fully
+    connected layer and its ReLU: the 4096-d ``fc2_relu`` features torch-fidelity's precision/recall use."""
+    import torchvision
+
+    from ..io.state_dict import safe_torch_load
+
+    model = torchvision.models.vgg16()
+    sd = safe_torch_load(weights, f"VGG16 weights {weights}", WeightsError)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise WeightsError(f"{weights} is not a torchvision VGG16 state dict: {str(e).splitlines()[0]}") from None
+    model.classifier = torch.nn.Sequential(*list(model.classifier)[:4], torch.nn.ReLU())
+    return model.eval().requires_grad_(False)
 
 
 __all__ = ["BACKBONES", "BackboneSpec", "BackboneOptions", "Embedder", "FeatureSpec", "backbone_spec",

@@ -25,7 +25,7 @@ from ..registry import Registry, UnknownNameError
 #: metric → backbone family → (preprocessing, L2-normalised)
 FeedTable = Mapping[str, Mapping[str, tuple[str, bool]]]
 _DEFAULT_FEED = {"inception": (INCEPTION_PREPROCESS, False), "dinov2": ("pil-bicubic", False),
-                 "clip": ("pil-bicubic-crop", False)}
+                 "clip": ("pil-bicubic-crop", False), "vgg16": ("tf-bilinear", False)}
 
 
 @dataclass(frozen=True)
@@ -59,10 +59,11 @@ PRESETS.register("lafitebench", Preset(
           "google-research/cmmd, P/R as torch-fidelity (k=3, <=), D/C as prdc (k=5, <)"))
 PRESETS.register("torch-fidelity", Preset(
     "torch-fidelity", {"*": {"inception": (INCEPTION_PREPROCESS, False), "dinov2": ("tf-bilinear", False),
-                             "clip": ("tf-bilinear", False)}},
-    options={"pr_k": 3, "pr_rule": "<="}, metrics=("is", "fid", "kid", "fd", "clip-fd", "kd", "prdc"),
+                             "clip": ("tf-bilinear", False), "vgg16": ("tf-bilinear", False)}},
+    options={"pr_k": 3, "pr_rule": "<=", "prdc_backbone": "vgg16"},
+    metrics=("is", "fid", "kid", "fd", "clip-fd", "kd", "prdc"),
     notes="torch-fidelity 0.4: TF1-compatible bilinear resize for every extractor, raw features, P/R k=3 with "
-          "<= (its default P/R extractor is VGG16, not available here: choose the backbone with --prdc-backbone)"))
+          "<= on VGG16 fc2+ReLU features (its default)"))
 PRESETS.register("clean-fid", Preset(
     "clean-fid", {"*": {"clip": ("pil-bicubic-crop", False)}}, metrics=("clip-fd",), n=None,
     notes="clean-fid's clip_vit_b_32 mode: PIL bicubic resize of the shortest side to 224, centre crop, raw "
