@@ -98,6 +98,15 @@ def test_cmmd_equals_the_paper_estimator_blocked():
     assert abs(cmmd_from_features(x, y, estimator="unbiased", block=32) - u) <= 1e-9 * abs(u)
 
 
+def test_a_set_against_itself():
+    x = _feats(120, 16, 11) * 2
+    assert abs(fd_from_features(x, x)) <= 1e-9 and cmmd_from_features(x, x, block=32) == 0.0
+    t = prdc_terms(x, x, pr_k=3, pr_rule="<=", dc_k=5, dc_rule="<", block=50).values()
+    assert t["precision"] == t["recall"] == t["coverage"] == 1.0
+    shifted = cmmd_from_features(x, x + 3.0)
+    assert shifted > 0 and cmmd_from_features(x, x + 3.0, estimator="unbiased") > 0
+
+
 def test_resampling_by_counts_equals_materialised_resample():
     x, y = _feats(60, 8, 8, 0.3), _feats(50, 8, 9)
     idx = draw(7, 0, 60)
@@ -268,6 +277,15 @@ def test_one_pass_feeds_every_backbone_and_the_cache_serves_the_next_run(sets, b
         f"{CLIP}:cmmd+l2", f"{DINO}:pil-bicubic"]
     for mid in again.table.metric_id:
         assert again.table.set_index("metric_id").value[mid] == res.table.set_index("metric_id").value[mid]
+
+    from lafitebench.metrics.embedding import FeatureCache
+
+    for p in FeatureCache().root.glob("*.npz"):  # cut short, as by a crash mid-write without the atomic rename
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    third = evaluate(folder_set(str(sets[0]), resolution=64), folder_set(str(sets[1]), resolution=64),
+                     _config(backbones, metrics=["cmmd"]), extractor=TinyExtractor())
+    assert third.provenance["feature_cache"]["reference"]["hits"] == []  # unreadable entries are recomputed
+    assert third.table.value[0] == again.table.set_index("metric_id").value[third.table.metric_id[0]]
 
     edm2 = evaluate(folder_set(str(sets[0]), resolution=64), folder_set(str(sets[1]), resolution=64),
                     _config(backbones, metrics=["fd"], preset="edm2"), extractor=TinyExtractor())
