@@ -367,3 +367,19 @@ def test_bootstrap_intervals_reach_the_leaderboard_and_the_html_error_bars(tmp_p
         assert x_lo - a_lo == pytest.approx((lo - 0.55) * scale, abs=0.05)
         assert x_hi - a_lo == pytest.approx((hi - 0.55) * scale, abs=0.05)
         assert x_v - a_lo == pytest.approx((v - 0.55) * scale, abs=0.05)
+
+
+def test_backbone_metric_runs_with_other_k_are_separate_rows(tmp_path):
+    """Precision with k=3 and with k=5 share the column name; their ids differ, so they are never averaged."""
+    for k, (kk, v) in enumerate(((3, 0.70), (5, 0.80), (3, 0.72))):
+        folder = tmp_path / f"r{k}"
+        _result(folder, {"Precision[inception]": v}, n=1000)
+        t = pd.read_csv(folder / "results.csv")
+        t["metric_id"] = [f"precision1k[inception:torch-fidelity,k={kk},<=]"]
+        t.to_csv(folder / "results.csv", index=False)
+        data = json.loads((folder / "results.json").read_text())
+        data["results"] = json.loads(t.to_json(orient="records"))
+        (folder / "results.json").write_text(json.dumps(data))
+    board = aggregate(load_measured([tmp_path])).sort_values("Precision[inception]")
+    assert list(board["runs"]) == [2, 1] and board["Precision[inception]"].tolist() == pytest.approx([0.71, 0.80])
+    assert "k=5" in board["differs"].iloc[1]  # the row says why it is its own

@@ -49,6 +49,7 @@ class Measured:
     soa_per_class: pd.DataFrame | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    metric_ids: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The provenance fields a report row shows."""
@@ -92,7 +93,7 @@ def measured_from_result(table: pd.DataFrame, prov: dict[str, Any], source: str,
         versions={k: v for k, v in {"lafitebench": prov.get("lafitebench_version"), "torch": lib.get("torch"),
                                     "torch-fidelity": lib.get("torch-fidelity")}.items() if v},
         world_size=int((prov.get("distributed") or {}).get("world_size", 1) or 1),
-        provenance=prov, intervals=intervals)
+        provenance=prov, intervals=intervals, metric_ids=[str(i) for i in table.get("metric_id", [])])
 
 
 def find_results(paths: Sequence[str | os.PathLike]) -> list[Path]:
@@ -177,7 +178,9 @@ def protocol_key(m: Measured) -> dict[str, Any]:
             "resolution": cfg.get("resolution"), "blur_preset": m.blur_preset, "protocol": cfg.get("protocol"),
             "weights": m.checkpoint_sha256, "inception": (prov.get("inception") or {}).get("sha256"),
             "detector": (m.detector, m.detector_conf), "clip_scorer": m.clip_scorer,
-            "preset": cfg.get("preset"), "features": prov.get("features")}
+            "preset": cfg.get("preset"), "features": prov.get("features"),
+            # backbone metrics: backbone, preprocessing, k, rule, estimator (the part of the id after the count)
+            "backbone_protocols": sorted(i.split("[", 1)[1] for i in m.metric_ids if "[" in i)}
 
 
 def _shown(field: str, m: Measured) -> str:
