@@ -39,7 +39,8 @@ def rich_table(df: pd.DataFrame, title: str | None = None, index: bool = False) 
     frame = df.rename_axis(df.index.name or "model").reset_index() if index else df
     t = Table(title=title)
     for c in frame.columns:
-        t.add_column(escape(str(c)), justify="right" if pd.api.types.is_numeric_dtype(frame[c]) else "left")
+        t.add_column(escape(str(c)), justify="right" if pd.api.types.is_numeric_dtype(frame[c]) else "left",
+                     overflow="fold")  # long metric ids wrap, never "…"
     for row in frame.itertuples(index=False):  # cells are text, never markup: metric ids hold [backbone:...]
         t.add_row(*[("" if pd.isna(v) else f"{v:.4g}") if isinstance(v, float) else escape(str(v)) for v in row])
     return t
