@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+import zipfile
 
 import numpy as np
 import pytest
@@ -269,6 +270,17 @@ def test_one_pass_feeds_every_backbone_and_the_cache_serves_the_next_run(sets, b
     assert f"cmmd24[{CLIP}:cmmd+l2]" in ids and "precision24[inception:torch-fidelity,k=3,<=]" in ids
     assert "density24[inception:torch-fidelity,k=5,<]" in ids
     assert res.provenance["feature_cache"]["samples"]["hits"] == []
+    from lafitebench.metrics.embedding import FeatureCache
+
+    rows = {}
+    for p in FeatureCache().root.glob("*.npz"):
+        try:
+            with np.load(p) as z:
+                rows[json.loads(str(z["key_payload"]))["feature"]] = z["rows"]
+        except (ValueError, OSError, zipfile.BadZipFile):  # none here; a reader must not stop at one
+            continue
+    assert np.allclose(np.linalg.norm(rows[f"{CLIP}:cmmd+l2"], axis=1), 1, atol=1e-5)  # CMMD: L2-normalised
+    assert not np.allclose(np.linalg.norm(rows[f"{CLIP}:pil-bicubic-crop"], axis=1), 1, atol=1e-2)  # CLIP-FD: raw
 
     s2, r2 = CountingSet(folder_set(str(sets[0]), resolution=64)), CountingSet(folder_set(str(sets[1]), resolution=64))
     again = evaluate(s2, r2, _config(backbones, metrics=["fd", "cmmd"]), extractor=TinyExtractor())
@@ -277,8 +289,6 @@ def test_one_pass_feeds_every_backbone_and_the_cache_serves_the_next_run(sets, b
         f"{CLIP}:cmmd+l2", f"{DINO}:pil-bicubic"]
     for mid in again.table.metric_id:
         assert again.table.set_index("metric_id").value[mid] == res.table.set_index("metric_id").value[mid]
-
-    from lafitebench.metrics.embedding import FeatureCache
 
     for p in FeatureCache().root.glob("*.npz"):  # cut short, as by a crash mid-write without the atomic rename
         p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
@@ -291,6 +301,13 @@ def test_one_pass_feeds_every_backbone_and_the_cache_serves_the_next_run(sets, b
                     _config(backbones, metrics=["fd"], preset="edm2"), extractor=TinyExtractor())
     assert list(edm2.table.metric_id) == [f"fd24[{DINO}:torch-bicubic-aa]"]  # another preprocessing: another id
     assert edm2.provenance["feature_cache"]["samples"]["computed"] == [f"{DINO}:torch-bicubic-aa"]
+
+    other = meta_dinov2_file(tmp_path / "other-dinov2.pth", seed=1)  # other weights: other features, a miss
+    fourth = evaluate(folder_set(str(sets[0]), resolution=64), folder_set(str(sets[1]), resolution=64),
+                      _config(backbones, metrics=["fd"], backbone_weights={**backbones, DINO: str(other)}),
+                      extractor=TinyExtractor())
+    assert fourth.provenance["feature_cache"]["samples"]["computed"] == [f"{DINO}:pil-bicubic"]
+    assert fourth.table.value[0] != res.table.set_index("metric_id").value[f"fd24[{DINO}:pil-bicubic]"]
 
 
 def test_bootstrap_intervals_resample_features_deterministically(sets, backbones, tmp_path, monkeypatch):
