@@ -290,24 +290,24 @@ def test_one_pass_feeds_every_backbone_and_the_cache_serves_the_next_run(sets, b
     for mid in again.table.metric_id:
         assert again.table.set_index("metric_id").value[mid] == res.table.set_index("metric_id").value[mid]
 
-    for p in FeatureCache().root.glob("*.npz"):  # cut short, as by a crash mid-write without the atomic rename
-        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
-    third = evaluate(folder_set(str(sets[0]), resolution=64), folder_set(str(sets[1]), resolution=64),
-                     _config(backbones, metrics=["cmmd"]), extractor=TinyExtractor())
-    assert third.provenance["feature_cache"]["reference"]["hits"] == []  # unreadable entries are recomputed
-    assert third.table.value[0] == again.table.set_index("metric_id").value[third.table.metric_id[0]]
-
-    edm2 = evaluate(folder_set(str(sets[0]), resolution=64), folder_set(str(sets[1]), resolution=64),
-                    _config(backbones, metrics=["fd"], preset="edm2"), extractor=TinyExtractor())
-    assert list(edm2.table.metric_id) == [f"fd24[{DINO}:torch-bicubic-aa]"]  # another preprocessing: another id
-    assert edm2.provenance["feature_cache"]["samples"]["computed"] == [f"{DINO}:torch-bicubic-aa"]
-
     other = meta_dinov2_file(tmp_path / "other-dinov2.pth", seed=1)  # other weights: other features, a miss
     fourth = evaluate(folder_set(str(sets[0]), resolution=64), folder_set(str(sets[1]), resolution=64),
                       _config(backbones, metrics=["fd"], backbone_weights={**backbones, DINO: str(other)}),
                       extractor=TinyExtractor())
     assert fourth.provenance["feature_cache"]["samples"]["computed"] == [f"{DINO}:pil-bicubic"]
     assert fourth.table.value[0] != res.table.set_index("metric_id").value[f"fd24[{DINO}:pil-bicubic]"]
+
+    edm2 = evaluate(folder_set(str(sets[0]), resolution=64), folder_set(str(sets[1]), resolution=64),
+                    _config(backbones, metrics=["fd"], preset="edm2"), extractor=TinyExtractor())
+    assert list(edm2.table.metric_id) == [f"fd24[{DINO}:torch-bicubic-aa]"]  # another preprocessing: another id
+    assert edm2.provenance["feature_cache"]["samples"]["computed"] == [f"{DINO}:torch-bicubic-aa"]
+
+    for p in FeatureCache().root.glob("*.npz"):  # cut short, as by a crash mid-write without the atomic rename
+        p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+    third = evaluate(folder_set(str(sets[0]), resolution=64), folder_set(str(sets[1]), resolution=64),
+                     _config(backbones, metrics=["cmmd"]), extractor=TinyExtractor())
+    assert third.provenance["feature_cache"]["reference"]["hits"] == []  # unreadable entries are recomputed
+    assert third.table.value[0] == again.table.set_index("metric_id").value[third.table.metric_id[0]]
 
 
 def test_bootstrap_intervals_resample_features_deterministically(sets, backbones, tmp_path, monkeypatch):
