@@ -13,7 +13,7 @@ needs ``O(block · n)`` memory, not ``O(n²)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -21,9 +21,10 @@ import torch
 from ..encoders.backbone import backbone_option
 from ..errors import InputError
 from ..options import Cli, Options, option
+from ..runtime.device import resolve_device
 from .base import MetricOutput, MetricRow, count_tag
 from .bootstrap import counts
-from .embedding import EmbeddingMetric, check_pair
+from .embedding import EmbeddingMetric, blocks_progress, check_pair
 
 CMMD_SIGMA = 10.0
 CMMD_SCALE = 1000.0
@@ -56,29 +57,36 @@ def _sq_norms(x: torch.Tensor) -> torch.Tensor:
 
 
 def kernel_block_sums(x: torch.Tensor, y: torch.Tensor, sigma: float, block: int,
-                      weights_x: torch.Tensor | None = None, weights_y: torch.Tensor | None = None) -> torch.Tensor:
+                      weights_x: torch.Tensor | None = None, weights_y: torch.Tensor | None = None,
+                      tick: Callable[[], None] | None = None) -> torch.Tensor:
     """``Σ_ij wx_i K(x_i, y_j) wy_j`` for each weight row (``weights_x`` [B, n], ``weights_y`` [B, m];
-    None: all ones), in float64 over ``block``×``block`` tiles (memory ``O(block · (block + B))``)."""
+    None: all ones), in float64 over ``block``×``block`` tiles (memory ``O(block · (block + B))``),
+    on the device of ``x``; ``tick`` is called after each block of rows (progress)."""
     gamma = 1.0 / (2 * sigma**2)
-    x, y = x.double(), y.double()
-    wx = weights_x if weights_x is not None else torch.ones(1, len(x), dtype=torch.float64)
-    wy = weights_y if weights_y is not None else torch.ones(1, len(y), dtype=torch.float64)
-    total = torch.zeros(max(wx.shape[0], wy.shape[0]), dtype=torch.float64)
+    x, y = x.double(), y.to(x.device, torch.float64)
+    ones = {"dtype": torch.float64, "device": x.device}
+    wx = weights_x.to(x.device) if weights_x is not None else torch.ones(1, len(x), **ones)
+    wy = weights_y.to(x.device) if weights_y is not None else torch.ones(1, len(y), **ones)
+    total = torch.zeros(max(wx.shape[0], wy.shape[0]), **ones)
     nx, ny = _sq_norms(x), _sq_norms(y)
     for i in range(0, len(x), block):
         xi = x[i:i + block]
-        acc = torch.zeros(wy.shape[0], xi.shape[0], dtype=torch.float64)
+        acc = torch.zeros(wy.shape[0], xi.shape[0], **ones)
         for j in range(0, len(y), block):
             d2 = nx[i:i + block, None] + ny[None, j:j + block] - 2 * xi @ y[j:j + block].T
             acc += wy[:, j:j + block] @ torch.exp(-gamma * d2).T
         total += (wx[:, i:i + block] * acc).sum(1)
-    return total
+        if tick is not None:
+            tick()
+    return total.cpu()
 
 
 def cmmd_from_features(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, *, sigma: float = CMMD_SIGMA,
                        scale: float = CMMD_SCALE, estimator: str = "biased", block: int = BLOCK,
-                       tags: tuple[str, str] | None = None) -> float:
-    """CMMD between embeddings ``x`` [n, d] and ``y`` [m, d] (see the module docstring).
+                       tags: tuple[str, str] | None = None, device: str | torch.device = "cpu",
+                       tick: Callable[[], None] | None = None) -> float:
+    """CMMD between embeddings ``x`` [n, d] and ``y`` [m, d] (see the module docstring), computed
+    on ``device``; ``tick`` is called after each block of rows (``blocks(n, m)`` calls in all).
 
     Raises:
         InputError: different widths or tags, an unknown estimator, or too few rows (the unbiased
@@ -92,19 +100,26 @@ def cmmd_from_features(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarra
     need = 2 if estimator == "unbiased" else 1
     if len(x) < need or len(y) < need:
         raise InputError(f"CMMD ({estimator}) needs at least {need} embeddings per set, got {len(x)} and {len(y)}")
-    return float(cmmd_replicates(x, y, None, sigma=sigma, scale=scale, estimator=estimator, block=block)[0])
+    return float(cmmd_replicates(x, y, None, sigma=sigma, scale=scale, estimator=estimator, block=block,
+                                 device=device, tick=tick)[0])
+
+
+def blocks(n: int, m: int, block: int = BLOCK) -> int:
+    """How many row blocks one CMMD computation walks (its progress total)."""
+    return 2 * -(-n // block) + -(-m // block)
 
 
 def cmmd_replicates(x: torch.Tensor, y: torch.Tensor, count_rows: np.ndarray | None, *, sigma: float, scale: float,
-                    estimator: str, block: int) -> np.ndarray:
+                    estimator: str, block: int, device: str | torch.device = "cpu",
+                    tick: Callable[[], None] | None = None) -> np.ndarray:
     """CMMD for each row of ``count_rows`` [B, n] (how often each x row is drawn; None: once each),
     the reference ``y`` fixed; one blocked pass over K_xx for all rows."""
-    x, y = x.double(), y.double()
+    x, y = x.to(device, torch.float64), y.to(device, torch.float64)
     n, m = len(x), len(y)
     c = torch.ones(1, n, dtype=torch.float64) if count_rows is None else torch.as_tensor(count_rows, dtype=torch.float64)
-    sxx = kernel_block_sums(x, x, sigma, block, c, c)
-    syy = kernel_block_sums(y, y, sigma, block)
-    sxy = kernel_block_sums(x, y, sigma, block, c, None)
+    sxx = kernel_block_sums(x, x, sigma, block, c, c, tick)
+    syy = kernel_block_sums(y, y, sigma, block, tick=tick)
+    sxy = kernel_block_sums(x, y, sigma, block, c, None, tick)
     if estimator == "unbiased":  # K(x, x) = 1: the n self-pairs of each multiset sum to n
         k_xx = (sxx - n) / (n * (n - 1))
         k_yy = (syy - m) / (m * (m - 1))
@@ -133,7 +148,8 @@ class CmmdMetric(EmbeddingMetric):
     def compute(self) -> MetricOutput:
         fs, x, y = self.pair()
         est = self.config.cmmd_estimator
-        value = cmmd_from_features(x, y, estimator=est)
+        with blocks_progress(self.config, "CMMD kernel blocks", blocks(len(x), len(y))) as tick:
+            value = cmmd_from_features(x, y, estimator=est, device=resolve_device(self.config.device), tick=tick)
         self._ids = [f"cmmd{count_tag(len(x))}[{fs.tag}" + (",unbiased]" if est == "unbiased" else "]")]
         row = MetricRow(self._ids[0], f"CMMD[{fs.backbone}]", value, n=len(x), higher_is_better=False,
                         notes=f"MMD^2 x {CMMD_SCALE:g}, RBF sigma={CMMD_SIGMA:g}, {est} estimator, on {fs.tag} "
@@ -143,8 +159,9 @@ class CmmdMetric(EmbeddingMetric):
     def bootstrap(self, draws: list[np.ndarray]) -> dict[str, list[float]]:
         fs, x, y = self.pair()
         rows = np.stack([counts(idx, len(x)) for idx in draws])
-        vals = cmmd_replicates(x, y, rows, sigma=CMMD_SIGMA, scale=CMMD_SCALE,
-                               estimator=self.config.cmmd_estimator, block=BLOCK)
+        with blocks_progress(self.config, f"CMMD bootstrap ({len(draws)})", blocks(len(x), len(y))) as tick:
+            vals = cmmd_replicates(x, y, rows, sigma=CMMD_SIGMA, scale=CMMD_SCALE, estimator=self.config.cmmd_estimator,
+                                   block=BLOCK, device=resolve_device(self.config.device), tick=tick)
         return {self._ids[0]: list(map(float, vals))}
 
 

@@ -12,12 +12,13 @@ processes and compute on rank 0.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Mapping
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from ..encoders.backbone import Embedder, FeatureSpec
 from ..errors import InputError
 from ..io.files import atomic_write, clean_stale_temps
 from ..runtime import distributed as dist
+from ..runtime.progress import progress
 from .base import FeatureKey, Metric, MetricOutput
 from .cache import decoder_versions
 from .presets import get_preset
@@ -100,6 +102,15 @@ def check_pair(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray, what:
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise InputError(f"{what}: feature matrices of different widths ({tuple(a.shape)} vs {tuple(b.shape)}): "
                          "they come from different backbones", param="preset")
+
+
+@contextlib.contextmanager
+def blocks_progress(config: Any, label: str, total: int) -> Iterator[Callable[[], None]]:
+    """A Rich progress bar (stderr, when ``config.progress``) for a blocked O(n²) computation;
+    yields the function to call after each block."""
+    with progress(disable=not getattr(config, "progress", False)) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda: bar.advance(task)
 
 
 # --- collecting rows in the engine's pass -----------------------------------------------------------

@@ -16,7 +16,7 @@ coverage use ``dc_rule`` (``<``, prdc). P/R and D/C have their own k (``pr_k`` =
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -24,8 +24,9 @@ import torch
 from ..encoders.backbone import backbone_option
 from ..errors import InputError
 from ..options import Cli, Options, option, positive_int
+from ..runtime.device import resolve_device
 from .base import MetricOutput, MetricRow, count_tag
-from .embedding import EmbeddingMetric, check_pair
+from .embedding import EmbeddingMetric, blocks_progress, check_pair
 
 RULES = ("<=", "<")
 BLOCK = 2048
@@ -65,14 +66,17 @@ def _dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return d2.clamp_min_(0).sqrt_()
 
 
-def knn_radii(x: torch.Tensor, ks: tuple[int, ...], block: int = BLOCK) -> dict[int, torch.Tensor]:
+def knn_radii(x: torch.Tensor, ks: tuple[int, ...], block: int = BLOCK,
+              tick: Callable[[], None] | None = None) -> dict[int, torch.Tensor]:
     """For each k in ``ks``: every row's distance to its k-th nearest other row (the (k+1)-th
-    smallest distance, self included), from blocks of ``block`` rows (float64)."""
+    smallest distance, self included), from blocks of ``block`` rows (float64, on ``x``'s device)."""
     x = x.double()
     kmax = max(ks) + 1
     parts: list[torch.Tensor] = []
     for i in range(0, len(x), block):
         parts.append(torch.topk(_dist(x[i:i + block], x), kmax, dim=1, largest=False).values)
+        if tick is not None:
+            tick()
     small = torch.cat(parts)
     return {k: small[:, k] for k in ks}
 
@@ -90,33 +94,43 @@ class PrdcTerms:
         return {k: float(getattr(self, k).mean()) for k in ("precision", "recall", "density", "coverage")}
 
 
+def blocks(n_fake: int, n_real: int, block: int = BLOCK) -> int:
+    """How many row blocks one P/R/D/C computation walks (its progress total)."""
+    return 2 * -(-n_fake // block) + -(-n_real // block)
+
+
 def prdc_terms(fake: torch.Tensor | np.ndarray, real: torch.Tensor | np.ndarray, *, pr_k: int = 3, pr_rule: str = "<=",
-               dc_k: int = 5, dc_rule: str = "<", block: int = BLOCK) -> PrdcTerms:
-    """The per-point terms of P/R/D/C (see the module docstring); one blocked pass.
+               dc_k: int = 5, dc_rule: str = "<", block: int = BLOCK, device: str | torch.device = "cpu",
+               tick: Callable[[], None] | None = None) -> PrdcTerms:
+    """The per-point terms of P/R/D/C (see the module docstring); one blocked pass on ``device``;
+    ``tick`` is called after each block of rows (``blocks(n_fake, n_real)`` calls in all).
 
     Raises:
         InputError: a set with fewer than k + 1 rows, different widths, or an unknown rule.
     """
-    f, r = torch.as_tensor(np.asarray(fake)).double(), torch.as_tensor(np.asarray(real)).double()
+    f = torch.as_tensor(np.asarray(fake)).to(device, torch.float64)
+    r = torch.as_tensor(np.asarray(real)).to(device, torch.float64)
     check_pair(f, r, "precision/recall")
     check_knn_sizes(len(f), len(r), max(pr_k, dc_k))
     for rule in (pr_rule, dc_rule):
         if rule not in RULES:
             raise InputError(f"ball membership rule must be <= or <, got {rule!r}", param="pr_rule")
-    rr = knn_radii(r, (pr_k, dc_k), block)
-    rf = knn_radii(f, (pr_k,), block)[pr_k]
+    rr = knn_radii(r, (pr_k, dc_k), block, tick)
+    rf = knn_radii(f, (pr_k,), block, tick)[pr_k]
     prec, dens = [], []
-    recall = torch.zeros(len(r), dtype=torch.bool)
-    nearest = torch.full((len(r),), float("inf"), dtype=torch.float64)
+    recall = torch.zeros(len(r), dtype=torch.bool, device=r.device)
+    nearest = torch.full((len(r),), float("inf"), dtype=torch.float64, device=r.device)
     for i in range(0, len(f), block):
         d = _dist(f[i:i + block], r)  # [b, m]
         prec.append(_inside(d, rr[pr_k][None, :], pr_rule).any(1))
         dens.append(_inside(d, rr[dc_k][None, :], dc_rule).sum(1).double() / dc_k)
         recall |= _inside(d, rf[i:i + block, None], pr_rule).any(0)
         nearest = torch.minimum(nearest, d.min(0).values)
+        if tick is not None:
+            tick()
     coverage = _inside(nearest, rr[dc_k], dc_rule)
-    return PrdcTerms(torch.cat(prec).double().numpy(), torch.cat(dens).numpy(), recall.double().numpy(),
-                     coverage.double().numpy())
+    np_ = lambda t: t.double().cpu().numpy()  # noqa: E731
+    return PrdcTerms(np_(torch.cat(prec)), np_(torch.cat(dens)), np_(recall), np_(coverage))
 
 
 def check_knn_sizes(n_fake: int, n_real: int, k: int) -> None:
@@ -148,7 +162,9 @@ class PrdcMetric(EmbeddingMetric):
     def compute(self) -> MetricOutput:
         c = self.config
         fs, x, y = self.pair()
-        self.terms = prdc_terms(x, y, pr_k=c.pr_k, pr_rule=c.pr_rule, dc_k=c.dc_k, dc_rule=c.dc_rule)
+        with blocks_progress(c, "P/R/D/C distance blocks", blocks(len(x), len(y))) as tick:
+            self.terms = prdc_terms(x, y, pr_k=c.pr_k, pr_rule=c.pr_rule, dc_k=c.dc_k, dc_rule=c.dc_rule,
+                                    device=resolve_device(c.device), tick=tick)
         values = self.terms.values()
         rows, self._ids = [], {}
         for q in self._quantities():
