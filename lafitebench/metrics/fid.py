@@ -141,7 +141,11 @@ def trace_sqrt_product(sigma_a: np.ndarray, factor_b: np.ndarray) -> float:
     the symmetric PSD ``Rᵀ Σa R`` (r×r), so the trace is the sum of the square roots of its eigenvalues."""
     m = factor_b.T @ sigma_a @ factor_b
     lam = np.linalg.eigvalsh((m + m.T) / 2)
-    return float(np.sum(np.sqrt(np.clip(lam, 0.0, None))))
+    # Eigenvalues below the matrix's rounding level (r · eps · λmax, as sqrt_factor) are zeros of a
+    # rank-deficient product (N ≤ d) carried by rounding; their square roots (~sqrt(eps)·scale) would
+    # make the trace depend on the order the moments were summed in (e.g. across processes).
+    keep = lam > lam.max(initial=0.0) * lam.shape[0] * np.finfo(np.float64).eps
+    return float(np.sum(np.sqrt(lam[keep])))
 
 
 FID_TRACE_METHODS = ("eigh", "eigvals")
