@@ -458,3 +458,19 @@ def test_vgg16_backbone_equals_torch_fidelity_prc_extractor(coco_uint8, tmp_path
     from lafitebench.metrics.presets import resolve_preset
 
     assert resolve_preset(EvalConfig(preset="torch-fidelity")).prdc_backbone == "vgg16"
+
+
+def test_inception_score_interval_resamples_its_logits(sets, tmp_path, monkeypatch):
+    from lafitebench.metrics.isc import is_from_logits
+
+    monkeypatch.setenv("LAFITEBENCH_CACHE", str(tmp_path / "cache"))
+    s = folder_set(str(sets[0]), resolution=64)
+    ex = TinyExtractor()
+    res = evaluate(s, None, EvalConfig(metrics=["is"], resolution=64, isc_splits=3, bootstrap=30, progress=False),
+                   extractor=ex)
+    logits = torch.cat([TinyExtractor()(b.images).logits for b in s.loader(8)])
+    from lafitebench.metrics.bootstrap import interval
+
+    lo, hi = interval([is_from_logits(logits[torch.as_tensor(draw(2020, b, 24))], 3, True, 2020)[0] for b in range(30)])
+    row = res.table.iloc[0]
+    assert abs(row.ci_low - lo) <= 1e-6 * lo and abs(row.ci_high - hi) <= 1e-6 * hi and lo < hi

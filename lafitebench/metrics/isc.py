@@ -123,6 +123,13 @@ class IsMetric(Metric):
         row = MetricRow(is_metric_id(n, cfg.isc_splits, cfg.isc_shuffle), "IS", mean, std, n, True,
                         f"{cfg.isc_splits} splits, {order}, std ddof 0; "
                         f"{self.context.get('inception_tag', 'Inception')} unbiased logits")
+        self._id = row.id
         return MetricOutput(rows=[row], details={"mean": mean, "std": std, "splits": cfg.isc_splits,
                                                  "shuffle": cfg.isc_shuffle,
                                                  "seed": cfg.seed if cfg.isc_shuffle else None})
+
+    def bootstrap(self, draws: list[Any]) -> dict[str, list[float]]:
+        """IS (same splits, order and seed) of each resampled set of logits."""
+        cfg, logits = self.config, self.rows("logits")
+        return {self._id: [is_from_logits(logits[torch.as_tensor(idx)], cfg.isc_splits, cfg.isc_shuffle, cfg.seed)[0]
+                           for idx in draws]}
