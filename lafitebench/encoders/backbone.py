@@ -170,11 +170,9 @@ class BackboneOptions(Options):
 
 def resolve_backbone_weights(spec: BackboneSpec, config: Any) -> ResolvedWeights | None:
     """The weights file of ``spec`` for this run (cheap once local); WeightsError naming the file
-    and ``backbone_weights`` when it is missing offline. Inception's comes from ``inception_weights``."""
+    and ``backbone_weights`` when it is missing offline. (``inception`` is the engine's extractor,
+    resolved from ``inception_weights``.)"""
     explicit = (getattr(config, "backbone_weights", None) or {}).get(spec.name)
-    if spec.family == "inception":
-        name = os.fspath(config.inception_weights) if config.inception_weights else spec.weights
-        return resolve(name, progress=getattr(config, "progress", True))
     try:
         if spec.family == "clip":
             return resolve_clip_weights(spec.arch, spec.pretrained, explicit)
@@ -223,7 +221,7 @@ class Embedder:
 
         return {"backbone": self.spec.name, "arch": self.spec.arch, "input_size": self.spec.input_size,
                 "arch_kwargs": dict(self.spec.arch_kwargs),
-                "weights_sha256": self.weights.sha256 if self.weights else getattr(self.module, "sha256", None),
+                "weights_sha256": getattr(self.weights, "sha256", None) or getattr(self.module, "sha256", None),
                 "device_type": self.device.type, "torch": torch.__version__,
                 "library": {"dinov2": f"timm {timm.__version__}", "clip": f"open_clip {open_clip.__version__}",
                             "inception": "torch-fidelity", "vgg16": f"torchvision {torchvision.__version__}"
@@ -231,7 +229,7 @@ class Embedder:
 
     def provenance(self) -> dict[str, Any]:
         """Identity plus the weights' provenance."""
-        w = self.weights.provenance() if self.weights is not None else None
+        w = self.weights.provenance() if hasattr(self.weights, "provenance") else None
         return {**self.identity(), "weights": w, "forwards": self.forwards}
 
 
@@ -243,8 +241,7 @@ def load_embedder(name: str, config: Any, inception: Any = None) -> Embedder:
     if spec.family == "inception":
         if inception is None:
             raise InputError("the inception backbone needs the Inception extractor", param="inception_weights")
-        return Embedder(spec, getattr(inception, "weights", None) if hasattr(inception, "weights") else None,
-                        inception, inception.device)
+        return Embedder(spec, getattr(inception, "weights", None), inception, inception.device)
     weights = resolve_backbone_weights(spec, config)
     if spec.family == "clip":
         explicit = (getattr(config, "backbone_weights", None) or {}).get(spec.name)

@@ -104,21 +104,24 @@ def cmmd_from_features(x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarra
                                  device=device, tick=tick)[0])
 
 
-def blocks(n: int, m: int, block: int = BLOCK) -> int:
-    """How many row blocks one CMMD computation walks (its progress total)."""
-    return 2 * -(-n // block) + -(-m // block)
+def blocks(n: int, m: int, block: int = BLOCK, reference: bool = True) -> int:
+    """How many row blocks one CMMD computation walks (its progress total; ``reference=False``:
+    the reference's own kernel sum is already known)."""
+    return 2 * -(-n // block) + (-(-m // block) if reference else 0)
 
 
 def cmmd_replicates(x: torch.Tensor, y: torch.Tensor, count_rows: np.ndarray | None, *, sigma: float, scale: float,
                     estimator: str, block: int, device: str | torch.device = "cpu",
-                    tick: Callable[[], None] | None = None) -> np.ndarray:
+                    tick: Callable[[], None] | None = None, syy: torch.Tensor | None = None) -> np.ndarray:
     """CMMD for each row of ``count_rows`` [B, n] (how often each x row is drawn; None: once each),
-    the reference ``y`` fixed; one blocked pass over K_xx for all rows."""
+    the reference ``y`` fixed; one blocked pass over K_xx for all rows. ``syy``: the reference's
+    kernel sum ``Σ K(y_i, y_j)`` when already computed (:func:`kernel_block_sums` of ``y``)."""
     x, y = x.to(device, torch.float64), y.to(device, torch.float64)
     n, m = len(x), len(y)
     c = torch.ones(1, n, dtype=torch.float64) if count_rows is None else torch.as_tensor(count_rows, dtype=torch.float64)
     sxx = kernel_block_sums(x, x, sigma, block, c, c, tick)
-    syy = kernel_block_sums(y, y, sigma, block, tick=tick)
+    if syy is None:
+        syy = kernel_block_sums(y, y, sigma, block, tick=tick)
     sxy = kernel_block_sums(x, y, sigma, block, c, None, tick)
     if estimator == "unbiased":  # K(x, x) = 1: the n self-pairs of each multiset sum to n
         k_xx = (sxx - n) / (n * (n - 1))
@@ -147,9 +150,12 @@ class CmmdMetric(EmbeddingMetric):
 
     def compute(self) -> MetricOutput:
         fs, x, y = self.pair()
-        est = self.config.cmmd_estimator
+        est, device = self.config.cmmd_estimator, resolve_device(self.config.device)
         with blocks_progress(self.config, "CMMD kernel blocks", blocks(len(x), len(y))) as tick:
-            value = cmmd_from_features(x, y, estimator=est, device=resolve_device(self.config.device), tick=tick)
+            # the reference's kernel sum once: the bootstrap replicates reuse it
+            self._syy = kernel_block_sums(y.to(device), y.to(device), CMMD_SIGMA, BLOCK, tick=tick)
+            value = float(cmmd_replicates(x, y, None, sigma=CMMD_SIGMA, scale=CMMD_SCALE, estimator=est, block=BLOCK,
+                                          device=device, tick=tick, syy=self._syy)[0])
         self._ids = [f"cmmd{count_tag(len(x))}[{fs.tag}" + (",unbiased]" if est == "unbiased" else "]")]
         row = MetricRow(self._ids[0], f"CMMD[{fs.backbone}]", value, n=len(x), higher_is_better=False,
                         notes=f"MMD^2 x {CMMD_SCALE:g}, RBF sigma={CMMD_SIGMA:g}, {est} estimator, on {fs.tag} "
@@ -159,9 +165,10 @@ class CmmdMetric(EmbeddingMetric):
     def bootstrap(self, draws: list[np.ndarray]) -> dict[str, list[float]]:
         fs, x, y = self.pair()
         rows = np.stack([counts(idx, len(x)) for idx in draws])
-        with blocks_progress(self.config, f"CMMD bootstrap ({len(draws)})", blocks(len(x), len(y))) as tick:
+        total = blocks(len(x), len(y), reference=False)
+        with blocks_progress(self.config, f"CMMD bootstrap ({len(draws)})", total) as tick:
             vals = cmmd_replicates(x, y, rows, sigma=CMMD_SIGMA, scale=CMMD_SCALE, estimator=self.config.cmmd_estimator,
-                                   block=BLOCK, device=resolve_device(self.config.device), tick=tick)
+                                   block=BLOCK, device=resolve_device(self.config.device), tick=tick, syy=self._syy)
         return {self._ids[0]: list(map(float, vals))}
 
 

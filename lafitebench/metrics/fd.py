@@ -20,7 +20,7 @@ from ..options import Cli, Options, option
 from .base import MetricOutput, MetricRow, count_tag
 from .bootstrap import counts, weighted_moments
 from .embedding import EmbeddingMetric, check_pair
-from .fid import FidStats, features_to_stats, fid_from_stats, sqrt_factor
+from .fid import FidStats, check_two_each, features_to_stats, fid_from_stats, sqrt_factor
 from .kid import check_kid_sizes, kid_from_features
 from .presets import get_preset
 
@@ -63,16 +63,17 @@ class _FdBase(EmbeddingMetric):
 
     @classmethod
     def check(cls, config: Any, samples: Any, reference: Any) -> None:
-        n_ref = len(reference.items) if reference is not None else 0
-        if len(samples.items) < 2 or n_ref < 2:
-            raise InputError(f"{cls.label} needs at least 2 images in each set (samples: {len(samples.items)}, "
-                             f"reference: {n_ref})")
+        check_two_each(cls.label, samples, reference)
         cls.spec(config).check()
 
     def _setup_stats(self) -> tuple[FeatureSpec, np.ndarray, FidStats, np.ndarray]:
-        fs, x, y = self.pair()
-        ref = features_to_stats(y.numpy())
-        return fs, x.numpy(), ref, sqrt_factor(ref.sigma)
+        """The spec, the samples' rows, and the reference statistics with their square-root factor
+        (computed once: ``compute`` and ``bootstrap`` share them)."""
+        if getattr(self, "_stats", None) is None:
+            fs, x, y = self.pair()
+            ref = features_to_stats(y.numpy())
+            self._stats = (fs, x.numpy(), ref, sqrt_factor(ref.sigma))
+        return self._stats
 
     def compute(self) -> MetricOutput:
         fs, x, ref, factor = self._setup_stats()

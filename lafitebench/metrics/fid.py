@@ -247,6 +247,14 @@ class FidOptions(Options):
                              param="fid_trace")
 
 
+def check_two_each(label: str, samples: Any, reference: Any) -> None:
+    """InputError unless both sets have the 2 images a covariance needs (``label`` names the metric)."""
+    n_ref = len(reference.items) if reference is not None else 0
+    if len(samples.items) < 2 or n_ref < 2:
+        raise InputError(f"{label} needs at least 2 images in each set (samples: {len(samples.items)}, "
+                         f"reference: {n_ref})")
+
+
 def fid_metric_id(n: int, level: int, preset: str) -> str:
     """``fid{N}_blur{k}_{preset}`` (level 0 has no preset: ``fid{N}_blur0``)."""
 
@@ -301,10 +309,7 @@ class FidMetric(Metric):
 
     @classmethod
     def check(cls, config: Any, samples: Any, reference: Any) -> None:
-        n_ref = len(reference.items) if reference is not None else 0
-        if len(samples.items) < 2 or n_ref < 2:
-            raise InputError(f"FID needs at least 2 images in each set (samples: {len(samples.items)}, "
-                             f"reference: {n_ref})")
+        check_two_each("FID", samples, reference)
         FidOptions.check(config)
 
     @classmethod
